@@ -1,0 +1,205 @@
+package main
+
+// breaker.go wraps github.com/rubyist/circuitbreaker v2.2.1 so that it
+// behaves as SPEC §5 says, working around the library's traps:
+//   - the trip rule is ours and compares with >=, so concurrent failures
+//     cannot skip past the threshold;
+//   - Ready() claims the half-open probe, so it is called exactly once per
+//     call, here, and state is read with Tripped();
+//   - a successful probe closes the circuit with Reset(), instead of relying
+//     on Success() re-checking a freshly reset backoff;
+//   - the backoff is ours: exponential from BREAKER_BACKOFF_INITIAL, doubling,
+//     capped at BREAKER_BACKOFF_MAX, without jitter;
+//   - we never use Call's timeout (it leaks the wrapped goroutine): callers
+//     put a context deadline on the request instead;
+//   - we never Subscribe (each subscription leaks a goroutine): transitions
+//     are detected here, under one lock, and logged once each.
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenk/backoff"
+	"github.com/facebookgo/clock"
+	"github.com/rs/zerolog"
+	circuit "github.com/rubyist/circuitbreaker"
+)
+
+// CircuitState is what the circuit is doing, as /status reports it.
+type CircuitState string
+
+// The three circuit states.
+const (
+	CircuitClosed   CircuitState = "closed"
+	CircuitOpen     CircuitState = "open"
+	CircuitHalfOpen CircuitState = "half_open"
+)
+
+// ErrCircuitOpen is returned by Breaker.Call when the call was not made.
+var ErrCircuitOpen = errors.New("circuit open: call not made")
+
+// Breaker guards calls to messageapp.
+type Breaker struct {
+	cb        *circuit.Breaker
+	backoff   *recordingBackOff
+	threshold int64
+	clock     clock.Clock
+	log       zerolog.Logger
+
+	// mu guards the fields below and orders every Ready/Success/Fail/Reset
+	// on cb, so that a transition is seen, and logged, exactly once.
+	mu       sync.Mutex
+	state    CircuitState
+	openedAt time.Time     // last time a failure (re)opened the circuit
+	changed  chan struct{} // closed and replaced on every transition
+	onChange func(CircuitState)
+}
+
+// NewBreaker builds a breaker that opens after threshold consecutive
+// failures and stays open for an exponential backoff from initial to max.
+func NewBreaker(threshold int, initial, max time.Duration, clk clock.Clock, log zerolog.Logger) *Breaker {
+	rb := &recordingBackOff{inner: &backoff.ExponentialBackOff{
+		InitialInterval:     initial,
+		RandomizationFactor: 0,
+		Multiplier:          2,
+		MaxInterval:         max,
+		MaxElapsedTime:      0, // never give up probing
+		Clock:               clk,
+	}}
+	rb.Reset()
+	b := &Breaker{
+		backoff:   rb,
+		threshold: int64(threshold),
+		clock:     clk,
+		log:       log.With().Str("component", "breaker").Logger(),
+		state:     CircuitClosed,
+		changed:   make(chan struct{}),
+	}
+	b.cb = circuit.NewBreakerWithOptions(&circuit.Options{
+		BackOff:    rb,
+		Clock:      clk,
+		ShouldTrip: tripAtLeast(b.threshold),
+	})
+	return b
+}
+
+// tripAtLeast is the trip rule the library's ConsecutiveTripFunc should have
+// been: it compares with >= so that a failure counted past the threshold by
+// a concurrent caller still trips.
+func tripAtLeast(threshold int64) circuit.TripFunc {
+	return func(cb *circuit.Breaker) bool { return cb.ConsecFailures() >= threshold }
+}
+
+// Call runs fn if the circuit lets it: always while closed, and as the one
+// half-open probe once the open period has passed. It returns ErrCircuitOpen
+// without running fn otherwise. fn's error counts as a failure unless
+// isFailure says it does not (for example, a call aborted by shutdown).
+func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFailure func(error) bool) error {
+	b.mu.Lock()
+	if b.state == CircuitHalfOpen || !b.cb.Ready() {
+		b.mu.Unlock()
+		return ErrCircuitOpen
+	}
+	probe := b.cb.Tripped() // Ready() said yes while tripped: we hold the probe
+	if probe {
+		b.transition(CircuitHalfOpen)
+	}
+	b.mu.Unlock()
+
+	err := fn(ctx)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case err == nil && probe:
+		b.cb.Success()
+		b.cb.Reset() // close deterministically, whatever the backoff re-check says
+		b.transition(CircuitClosed)
+	case err == nil && !b.cb.Tripped():
+		b.cb.Success()
+	case err == nil:
+		// A call started before the circuit opened came back fine. The
+		// circuit stays open until its own probe says otherwise.
+	case !isFailure(err):
+		if probe {
+			b.transition(CircuitOpen) // no verdict: wait for the next probe
+		}
+	default:
+		b.cb.Fail()
+		if b.cb.Tripped() {
+			b.openedAt = b.clock.Now() // the library restarts its open period too
+			if probe || b.state == CircuitClosed {
+				// A late failure from before the trip must not end a
+				// probe's half-open period: the probe decides.
+				b.transition(CircuitOpen)
+			}
+		}
+	}
+	return err
+}
+
+// transition records and logs a state change. Callers hold mu.
+func (b *Breaker) transition(to CircuitState) {
+	if b.state == to {
+		return
+	}
+	b.state = to
+	close(b.changed)
+	b.changed = make(chan struct{})
+	switch to {
+	case CircuitOpen:
+		b.log.Warn().Str("event", "circuit_open").Int64("consecutive_failures", b.cb.ConsecFailures()).
+			Dur("open_for", b.backoff.current()).Msg("circuit opened: not calling messageapp")
+	case CircuitHalfOpen:
+		b.log.Info().Str("event", "circuit_half_open").Msg("circuit half-open: one probe goes to messageapp")
+	case CircuitClosed:
+		b.log.Info().Str("event", "circuit_closed").Msg("circuit closed: messageapp answers again")
+	}
+	if b.onChange != nil {
+		b.onChange(to)
+	}
+}
+
+// State returns the current state and a channel closed at the next change.
+func (b *Breaker) State() (CircuitState, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state, b.changed
+}
+
+// ConsecutiveFailures is the library's count of failures since the last success.
+func (b *Breaker) ConsecutiveFailures() int64 { return b.cb.ConsecFailures() }
+
+// OpenLeft is how long until the open circuit lets a probe through; zero
+// while closed, half-open, or already due.
+func (b *Breaker) OpenLeft() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state != CircuitOpen {
+		return 0
+	}
+	return max(0, b.openedAt.Add(b.backoff.current()).Sub(b.clock.Now()))
+}
+
+// recordingBackOff remembers the interval it last handed out, which is the
+// library's current open period, so OpenLeft can say when the probe is due.
+// The library calls it under its own lock; current is read from anywhere.
+type recordingBackOff struct {
+	inner *backoff.ExponentialBackOff
+	last  atomic.Int64
+}
+
+// NextBackOff returns the next open period and records it.
+func (r *recordingBackOff) NextBackOff() time.Duration {
+	d := r.inner.NextBackOff()
+	r.last.Store(int64(d))
+	return d
+}
+
+// Reset starts the exponential sequence again from the initial interval.
+func (r *recordingBackOff) Reset() { r.inner.Reset() }
+
+func (r *recordingBackOff) current() time.Duration { return time.Duration(r.last.Load()) }

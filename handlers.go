@@ -1,0 +1,371 @@
+package main
+
+// handlers.go is courier's HTTP API (SPEC §3) on httprouter: routes, the
+// JSON and problem+json writers, and one handler maker per endpoint. It
+// knows the queue, the breaker's state and the store, never messageapp.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/rs/xid"
+	"github.com/rs/zerolog"
+)
+
+// maxBodyBytes is the largest POST /messages body courier reads.
+const maxBodyBytes = 64 << 10
+
+// api holds what the handlers need; nothing here reads globals.
+type api struct {
+	log          zerolog.Logger
+	queue        *Queue
+	breaker      *Breaker
+	store        *Store
+	senders      int
+	shuttingDown *atomic.Bool
+	shutdownWait int // Retry-After seconds while shutting down
+}
+
+// routes is the whole API surface.
+func (a *api) routes() http.Handler {
+	r := httprouter.New()
+	r.POST("/messages", a.handlePostMessage())
+	r.GET("/messages", a.handleListMessages())
+	r.GET("/messages/:id", a.handleGetMessage())
+	r.GET("/status", a.handleStatus())
+	r.GET("/healthz", a.handleHealthz())
+	r.GET("/readyz", a.handleReadyz())
+
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		a.writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path), nil)
+	})
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		a.writeProblem(w, http.StatusMethodNotAllowed, "method_not_allowed",
+			fmt.Sprintf("%s is not allowed on %s (allowed: %s)", req.Method, req.URL.Path, w.Header().Get("Allow")), nil)
+	})
+	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
+		a.log.Error().Str("event", "panic").Str("path", req.URL.Path).Interface("panic", v).Msg("handler panicked")
+		a.writeProblem(w, http.StatusInternalServerError, "internal_error", "courier failed to handle this request", nil)
+	}
+	return r
+}
+
+// writeJSON writes v as a JSON body with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// problem is an RFC 9457 problem details body with courier's stable code
+// and any extension members in extra.
+type problem map[string]any
+
+// writeProblem answers with a problem+json body. 5xx answers other than
+// the deliberate 503s are logged at error level.
+func (a *api) writeProblem(w http.ResponseWriter, status int, code, detail string, extra problem) {
+	body := problem{
+		"type":   "urn:courier:problem:" + code,
+		"title":  http.StatusText(status),
+		"status": status,
+		"detail": detail,
+		"code":   code,
+	}
+	for k, v := range extra {
+		body[k] = v
+	}
+	if status >= 500 && status != http.StatusServiceUnavailable {
+		a.log.Error().Int("status", status).Str("code", code).Msg(detail)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// postMessageRequest is the body of POST /messages.
+type postMessageRequest struct {
+	Destination string
+	Body        string
+}
+
+// postMessageResponse is the 202 body.
+type postMessageResponse struct {
+	ID     string `json:"id"`
+	Status Status `json:"status"`
+}
+
+// fieldProblem is one entry of a 400's `errors` list.
+type fieldProblem struct {
+	Field  string `json:"field,omitempty"`
+	Detail string `json:"detail"`
+}
+
+func (a *api) handlePostMessage() httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		// Refuse before reading anything: shedding must cost less than accepting.
+		if a.shuttingDown.Load() {
+			a.rejectShuttingDown(w)
+			return
+		}
+		if !a.queue.Accepting() {
+			a.rejectQueueFull(w)
+			return
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+			a.writeProblem(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+				fmt.Sprintf("Content-Type %q is not JSON; send application/json", ct), nil)
+			return
+		}
+		req, problems, err := decodePostMessage(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			a.writeProblem(w, http.StatusRequestEntityTooLarge, "payload_too_large",
+				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes), nil)
+			return
+		case err != nil:
+			problems = []fieldProblem{{Detail: err.Error()}}
+		}
+		if len(problems) > 0 {
+			a.writeProblem(w, http.StatusBadRequest, "invalid_request", describe(problems),
+				problem{"errors": problems})
+			return
+		}
+
+		id := xid.New().String()
+		d := &Delivery{ID: id, Destination: req.Destination, Body: req.Body}
+		if !a.queue.Offer(d, func() { a.store.Add(id, req.Destination, req.Body) }) {
+			if a.shuttingDown.Load() {
+				a.rejectShuttingDown(w)
+			} else {
+				a.rejectQueueFull(w)
+			}
+			return
+		}
+		w.Header().Set("Location", "/messages/"+id)
+		writeJSON(w, http.StatusAccepted, postMessageResponse{ID: id, Status: StatusQueued})
+	}
+}
+
+// isJSON accepts application/json and any +json media type.
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// decodePostMessage reads one JSON object and checks every field. It
+// returns the field problems found, or an error when the body is not a JSON
+// object at all (or is too large).
+func decodePostMessage(body io.Reader) (postMessageRequest, []fieldProblem, error) {
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(&raw); err != nil {
+		return postMessageRequest{}, nil, jsonProblem(err)
+	}
+	if raw == nil {
+		return postMessageRequest{}, nil, errors.New("request body must be a JSON object, not null")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return postMessageRequest{}, nil, err
+		}
+		return postMessageRequest{}, nil, errors.New("request body must hold exactly one JSON object")
+	}
+	var req postMessageRequest
+	problems := validate(raw, map[string]*string{"destination": &req.Destination, "body": &req.Body})
+	return req, problems, nil
+}
+
+// jsonProblem turns a decoding error into a sentence for the client.
+func jsonProblem(err error) error {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return err
+	case errors.Is(err, io.EOF):
+		return errors.New("request body is empty; send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("malformed JSON: the body ends before the object does")
+	case errors.As(err, &syntax):
+		return fmt.Errorf("malformed JSON at byte %d: %v", syntax.Offset, syntax)
+	case errors.As(err, &typ):
+		return fmt.Errorf("request body must be a JSON object, not %s", typ.Value)
+	default:
+		return fmt.Errorf("unreadable request body: %v", err)
+	}
+}
+
+// validate fills the wanted string fields from raw and returns a problem for
+// each unknown, missing, empty or non-string field, in a stable order.
+func validate(raw map[string]json.RawMessage, wanted map[string]*string) []fieldProblem {
+	var problems []fieldProblem
+	for _, name := range []string{"destination", "body"} {
+		v, ok := raw[name]
+		switch {
+		case !ok:
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " is required"})
+		case string(v) == "null" || json.Unmarshal(v, wanted[name]) != nil:
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " must be a string"})
+		case strings.TrimSpace(*wanted[name]) == "":
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " must not be empty"})
+		}
+	}
+	unknown := make([]string, 0)
+	for name := range raw {
+		if _, ok := wanted[name]; !ok {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	for _, name := range unknown {
+		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("unknown field %q", name)})
+	}
+	return problems
+}
+
+// describe joins field problems into one detail sentence.
+func describe(problems []fieldProblem) string {
+	parts := make([]string, len(problems))
+	for i, p := range problems {
+		parts[i] = p.Detail
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (a *api) rejectShuttingDown(w http.ResponseWriter) {
+	a.store.Reject()
+	w.Header().Set("Retry-After", strconv.Itoa(a.shutdownWait))
+	a.writeProblem(w, http.StatusServiceUnavailable, "shutting_down",
+		"courier is shutting down and accepts no new messages; retry later or on another instance",
+		problem{"retry_after_seconds": a.shutdownWait})
+}
+
+func (a *api) rejectQueueFull(w http.ResponseWriter) {
+	a.store.Reject()
+	q, c := a.queueStatus(), a.circuitStatus()
+	wait := retryAfter(q.Depth, q.RecoveryThreshold, a.queue.DrainRate(), a.breaker.OpenLeft())
+	detail := fmt.Sprintf("the queue is full (%d of %d); enqueueing resumes at %d or below", q.Depth, q.MaxSize, q.RecoveryThreshold)
+	if c.State != CircuitClosed {
+		detail += fmt.Sprintf("; messageapp is failing (circuit %s)", c.State)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(wait))
+	a.writeProblem(w, http.StatusServiceUnavailable, "queue_full", detail,
+		problem{"retry_after_seconds": wait, "queue": q, "circuit": c})
+}
+
+func (a *api) handleGetMessage() httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		id := ps.ByName("id")
+		m, ok := a.store.Get(id)
+		if !ok {
+			a.writeProblem(w, http.StatusNotFound, "not_found",
+				fmt.Sprintf("no message with id %q (unknown, or evicted after finishing)", id), nil)
+			return
+		}
+		writeJSON(w, http.StatusOK, m)
+	}
+}
+
+// listMessagesResponse is the body of GET /messages.
+type listMessagesResponse struct {
+	Messages []Message `json:"messages"`
+}
+
+func (a *api) handleListMessages() httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		q := r.URL.Query()
+		limit := 100
+		if s := q.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > 1000 {
+				a.writeProblem(w, http.StatusBadRequest, "invalid_request",
+					fmt.Sprintf("limit %q must be a whole number from 1 to 1000", s),
+					problem{"errors": []fieldProblem{{Field: "limit", Detail: "must be a whole number from 1 to 1000"}}})
+				return
+			}
+			limit = n
+		}
+		status := Status(q.Get("status"))
+		if status != "" && !validStatus(status) {
+			a.writeProblem(w, http.StatusBadRequest, "invalid_request",
+				fmt.Sprintf("status %q must be one of queued, sending, sent, failed, timeout", status),
+				problem{"errors": []fieldProblem{{Field: "status", Detail: "must be one of queued, sending, sent, failed, timeout"}}})
+			return
+		}
+		writeJSON(w, http.StatusOK, listMessagesResponse{Messages: a.store.List(limit, status)})
+	}
+}
+
+// queueStatus is the queue part of /status and of a queue_full problem.
+type queueStatus struct {
+	Depth             int  `json:"depth"`
+	MaxSize           int  `json:"max_size"`
+	RecoveryThreshold int  `json:"recovery_threshold"`
+	Accepting         bool `json:"accepting"`
+}
+
+// circuitStatus is the circuit part of /status and of a queue_full problem.
+type circuitStatus struct {
+	State               CircuitState `json:"state"`
+	ConsecutiveFailures int64        `json:"consecutive_failures"`
+}
+
+// statusResponse is the body of GET /status.
+type statusResponse struct {
+	Queue    queueStatus   `json:"queue"`
+	Circuit  circuitStatus `json:"circuit"`
+	Messages Counts        `json:"messages"`
+	Senders  int           `json:"senders"`
+}
+
+func (a *api) queueStatus() queueStatus {
+	return queueStatus{Depth: a.queue.Depth(), MaxSize: a.queue.Max(),
+		RecoveryThreshold: a.queue.Recovery(), Accepting: a.queue.Accepting() && !a.shuttingDown.Load()}
+}
+
+func (a *api) circuitStatus() circuitStatus {
+	state, _ := a.breaker.State()
+	return circuitStatus{State: state, ConsecutiveFailures: a.breaker.ConsecutiveFailures()}
+}
+
+func (a *api) handleStatus() httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		writeJSON(w, http.StatusOK, statusResponse{Queue: a.queueStatus(), Circuit: a.circuitStatus(),
+			Messages: a.store.Counts(), Senders: a.senders})
+	}
+}
+
+func (a *api) handleHealthz() httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}
+}
+
+func (a *api) handleReadyz() httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		switch {
+		case a.shuttingDown.Load():
+			w.Header().Set("Retry-After", strconv.Itoa(a.shutdownWait))
+			a.writeProblem(w, http.StatusServiceUnavailable, "shutting_down", "courier is shutting down", nil)
+		case !a.queue.Accepting():
+			q := a.queueStatus()
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(q.Depth, q.RecoveryThreshold, a.queue.DrainRate(), a.breaker.OpenLeft())))
+			a.writeProblem(w, http.StatusServiceUnavailable, "queue_full",
+				fmt.Sprintf("the queue is full (%d of %d); not ready until it drains to %d", q.Depth, q.MaxSize, q.RecoveryThreshold), nil)
+		default:
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		}
+	}
+}

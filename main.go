@@ -1,0 +1,177 @@
+// Command courier takes messages over HTTP, keeps them in a bounded queue
+// and delivers them to messageapp through a circuit breaker, telling clients
+// to back off when the queue is full. See README.md and SPEC.md.
+package main
+
+// main.go wires courier together: main, run, the logger, the HTTP server
+// and the shutdown sequence.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/facebookgo/clock"
+	"github.com/rs/zerolog"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes of run.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2 // bad configuration or arguments
+)
+
+// run is the whole program: it returns when ctx is cancelled and shutdown
+// has finished, or when courier cannot start.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 1 && args[1] != "serve" {
+		fmt.Fprintf(stderr, "courier: unknown command %q; usage: courier [serve]\n", args[1])
+		return exitUsage
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "courier: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(cfg, stdout)
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error().Err(err).Msg("courier stopped")
+		return exitFailed
+	}
+	return exitOK
+}
+
+// newLogger builds the one logger everything else gets a child of.
+func newLogger(cfg config, out io.Writer) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel)) // validated in loadConfig
+	if cfg.LogFormat == "console" {
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: "15:04:05.000"}
+	}
+	return zerolog.New(out).Level(level).With().Timestamp().Logger()
+}
+
+// serve runs the service until ctx is done, then shuts down in order: stop
+// accepting, let the senders drain until SHUTDOWN_TIMEOUT, close the HTTP
+// server, and log every message left undelivered.
+func serve(ctx context.Context, cfg config, log zerolog.Logger) error {
+	store := NewStore(cfg.MessagesRetained, time.Now)
+	queue := NewQueue(cfg.QueueMaxSize, cfg.QueueRecovery, log, time.Now)
+	breaker := NewBreaker(cfg.BreakerThreshold, cfg.BackoffInitial, cfg.BackoffMax, clock.New(), log)
+	client := newMessageappClient(cfg.MessageappURL, cfg.MessageappTimeout, cfg.Senders)
+	defer client.Close()
+	senders := NewSenders(cfg.Senders, cfg.MaxAttempts, queue, breaker, store, client, log)
+
+	var shuttingDown atomic.Bool
+	a := &api{log: log.With().Str("component", "http").Logger(), queue: queue, breaker: breaker,
+		store: store, senders: cfg.Senders, shuttingDown: &shuttingDown,
+		shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
+	}
+	srv := &http.Server{
+		Handler: a.routes(),
+		// Slow or idle clients must not hold connections open for ever: a
+		// header has 5 s to arrive, a whole request (at most 64 KiB) 10 s.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		// The server's own complaints (bad TLS, accept errors) go to the
+		// structured log instead of stderr.
+		ErrorLog: stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
+	}
+
+	// Senders outlive the signal: they stop at the drain deadline.
+	sendCtx, stopSenders := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSenders()
+	senders.Start(sendCtx)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
+		Str("messageapp_url", cfg.MessageappURL).Int("queue_max_size", cfg.QueueMaxSize).
+		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders).
+		Msg("courier is listening")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+		serveErr <- err // for the shutdown below, which waits for it
+	}
+
+	deadline := time.Now().Add(cfg.ShutdownTimeout)
+	shuttingDown.Store(true)
+	queue.Close()
+	log.Info().Str("event", "shutting_down").Int("queued", queue.Depth()).
+		Dur("shutdown_timeout", cfg.ShutdownTimeout).Msg("shutting down: draining the queue")
+
+	drained := make(chan struct{})
+	go func() { senders.Wait(); close(drained) }()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+		stopSenders()
+		<-drained
+	}
+
+	// In-flight requests get a last moment to finish; POSTs among them were
+	// already answered 503 shutting_down.
+	httpCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := srv.Shutdown(httpCtx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-serveErr; runErr == nil && !errors.Is(err, http.ErrServerClosed) {
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+
+	undelivered := store.Unfinished()
+	for _, m := range undelivered {
+		log.Warn().Str("event", "undelivered").Str("id", m.ID).Str("status", string(m.Status)).
+			Int("attempts", m.Attempts).Msg("message not delivered before shutdown")
+	}
+	counts := store.Counts()
+	log.Info().Str("event", "stopped").Int("undelivered", len(undelivered)).Int64("accepted", counts.Accepted).
+		Int64("sent", counts.Sent).Int64("failed", counts.Failed).Int64("timeout", counts.Timeout).
+		Msg("courier stopped")
+	return runErr
+}
+
+// clampSeconds turns d into whole seconds for Retry-After, in 1..60.
+func clampSeconds(d time.Duration) int {
+	return max(1, min(60, int(math.Ceil(d.Seconds()))))
+}
+
+// logWriter lets the standard library's logger write into zerolog.
+type logWriter struct{ log zerolog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Warn().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,240 @@
+package main
+
+// queue.go holds the bounded queue of deliveries and the watermark controller
+// that turns enqueueing off at the max and on again at the recovery
+// threshold. It knows nothing about HTTP or messageapp.
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Delivery is one message on its way to messageapp. Whoever holds it (the
+// queue or one sender) owns it; the fields a sender changes are only touched
+// by that sender.
+type Delivery struct {
+	ID          string
+	Destination string
+	Body        string
+	Attempts    int
+}
+
+// Queue is a buffered channel of deliveries guarded by a watermark: offers
+// are refused from the moment the depth reaches max until it falls to the
+// recovery threshold.
+type Queue struct {
+	ch       chan *Delivery
+	max      int
+	recovery int
+	log      zerolog.Logger
+	now      func() time.Time
+
+	accepting atomic.Bool // read without the lock by the cheap reject path
+
+	// mu serialises every send on ch and every watermark decision, so depth
+	// checks and transitions cannot interleave: only takes shrink ch outside it.
+	mu     sync.Mutex
+	closed  bool
+	drained chan struct{} // closed once the queue is closed and empty
+	drain   rateMeter     // takes per second, for Retry-After
+}
+
+// NewQueue makes a queue that holds at most max deliveries and accepts again
+// at recovery or below.
+func NewQueue(max, recovery int, log zerolog.Logger, now func() time.Time) *Queue {
+	q := &Queue{
+		ch:       make(chan *Delivery, max),
+		max:      max,
+		recovery: recovery,
+		log:      log.With().Str("component", "queue").Logger(),
+		now:      now,
+		drained:  make(chan struct{}),
+	}
+	q.accepting.Store(true)
+	return q
+}
+
+// Offer enqueues d if enqueueing is enabled. onAccept runs before d becomes
+// visible to senders, so whatever it records (the store entry) exists before
+// any sender can take d. It reports whether d was enqueued.
+func (q *Queue) Offer(d *Delivery, onAccept func()) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || !q.accepting.Load() || len(q.ch) >= q.max {
+		return false
+	}
+	onAccept()
+	q.ch <- d // cannot block: only this lock's holders send, and len < max
+	q.checkFull()
+	return true
+}
+
+// Requeue puts back a delivery a sender cannot try now. It ignores the
+// accepting flag (the message was already accepted) but never exceeds max;
+// it reports false when there is no room, and the caller keeps d.
+func (q *Queue) Requeue(d *Delivery, onRequeue func()) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || len(q.ch) >= q.max {
+		return false
+	}
+	onRequeue()
+	q.ch <- d
+	q.checkFull()
+	return true
+}
+
+// checkFull disables enqueueing when the depth reaches max. Callers hold mu.
+func (q *Queue) checkFull() {
+	if depth := len(q.ch); depth >= q.max && q.accepting.Load() {
+		q.accepting.Store(false)
+		q.log.Warn().Str("event", "enqueueing_disabled").Int("depth", depth).
+			Int("max_size", q.max).Int("recovery_threshold", q.recovery).
+			Msg("queue full: rejecting new messages")
+	}
+}
+
+// Errors from Take.
+var (
+	errQueueDrained = errors.New("queue closed and empty")
+	errInterrupted  = errors.New("take interrupted")
+)
+
+// Take waits for the next delivery. It fails with errQueueDrained once the
+// queue is closed and empty, errInterrupted when interrupt fires, or the
+// context's error.
+func (q *Queue) Take(ctx context.Context, interrupt <-chan struct{}) (*Delivery, error) {
+	select {
+	case d, ok := <-q.ch:
+		if !ok {
+			return nil, errQueueDrained
+		}
+		q.took()
+		return d, nil
+	case <-interrupt:
+		return nil, errInterrupted
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// took records a dequeue and re-enables enqueueing at the recovery threshold.
+func (q *Queue) took() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.drain.add(q.now(), 1)
+	depth := len(q.ch)
+	if q.closed && depth == 0 {
+		q.markDrained()
+	}
+	if depth <= q.recovery && !q.accepting.Load() && !q.closed {
+		q.accepting.Store(true)
+		q.log.Info().Str("event", "enqueueing_enabled").Int("depth", depth).
+			Int("max_size", q.max).Int("recovery_threshold", q.recovery).
+			Msg("queue drained: accepting messages again")
+	}
+}
+
+// Close stops all further offers and requeues; senders drain what is left
+// and then see Take return false.
+func (q *Queue) Close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		q.closed = true
+		q.accepting.Store(false)
+		close(q.ch)
+		if len(q.ch) == 0 {
+			q.markDrained()
+		}
+	}
+}
+
+// markDrained closes drained once. Callers hold mu.
+func (q *Queue) markDrained() {
+	select {
+	case <-q.drained:
+	default:
+		close(q.drained)
+	}
+}
+
+// Drained is closed once the queue is closed and every delivery was taken.
+func (q *Queue) Drained() <-chan struct{} { return q.drained }
+
+// Accepting reports whether offers are currently enabled.
+func (q *Queue) Accepting() bool { return q.accepting.Load() }
+
+// Depth is the number of deliveries waiting in the queue.
+func (q *Queue) Depth() int { return len(q.ch) }
+
+// Max is the depth at which enqueueing is disabled.
+func (q *Queue) Max() int { return q.max }
+
+// Recovery is the depth at or below which enqueueing is enabled again.
+func (q *Queue) Recovery() int { return q.recovery }
+
+// DrainRate is the recent number of takes per second.
+func (q *Queue) DrainRate() float64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.drain.rate(q.now())
+}
+
+// rateMeter counts events in one-second buckets over the last rateWindow
+// seconds. Its owner guards it.
+type rateMeter struct {
+	buckets [rateWindow]int
+	last    int64 // unix second of the newest bucket written
+}
+
+const rateWindow = 10
+
+func (m *rateMeter) advance(now time.Time) {
+	sec := now.Unix()
+	if gap := sec - m.last; gap > 0 {
+		for i := int64(1); i <= min(gap, rateWindow); i++ {
+			m.buckets[(m.last+i)%rateWindow] = 0
+		}
+		m.last = sec
+	}
+}
+
+func (m *rateMeter) add(now time.Time, n int) {
+	m.advance(now)
+	m.buckets[m.last%rateWindow] += n
+}
+
+func (m *rateMeter) rate(now time.Time) float64 {
+	m.advance(now)
+	total := 0
+	for _, n := range m.buckets {
+		total += n
+	}
+	return float64(total) / rateWindow
+}
+
+// retryAfter estimates how long until enqueueing is enabled again: the time
+// left before the circuit lets a probe through, plus the time to drain from
+// depth down to recovery at the recent drain rate. With no drain observed it
+// falls back to the open time plus one second. The result is whole seconds
+// in 1..60, as Retry-After wants.
+func retryAfter(depth, recovery int, drainPerSec float64, openLeft time.Duration) int {
+	wait := openLeft.Seconds()
+	backlog := float64(depth - recovery)
+	switch {
+	case backlog <= 0:
+	case drainPerSec > 0:
+		wait += backlog / drainPerSec
+	default:
+		wait++
+	}
+	secs := int(math.Ceil(wait))
+	return max(1, min(60, secs))
+}

@@ -1,0 +1,340 @@
+package main
+
+// sender.go is the only file that speaks to messageapp: an HTTP client with
+// a deadline on every call, and the pool of senders that take deliveries
+// from the queue and push them through the breaker.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Outcome is how one attempt to deliver a message ended.
+type Outcome string
+
+// The attempt outcomes of SPEC §5.
+const (
+	OutcomeSent            Outcome = "sent"
+	OutcomeMessageappError Outcome = "messageapp_error"
+	OutcomeUnreachable     Outcome = "unreachable"
+	OutcomeTimeout         Outcome = "timeout"
+	OutcomeBreakerOpen     Outcome = "breaker_open"
+)
+
+// retryable reports whether another attempt may follow this outcome. A
+// timeout is never retried: messageapp may have delivered it.
+func (o Outcome) retryable() bool {
+	return o == OutcomeMessageappError || o == OutcomeUnreachable
+}
+
+// sendError is a failed call to messageapp, typed by its outcome.
+type sendError struct {
+	Outcome Outcome
+	Status  int // messageapp's HTTP status, for OutcomeMessageappError
+	Detail  string
+}
+
+func (e *sendError) Error() string { return string(e.Outcome) + ": " + e.Detail }
+
+// errAborted means the call was cut short by courier itself (the shutdown
+// deadline), which says nothing about messageapp.
+var errAborted = errors.New("attempt aborted by shutdown")
+
+// messageappClient posts messages to messageapp's send endpoint.
+type messageappClient struct {
+	url     string
+	timeout time.Duration
+	http    *http.Client
+}
+
+// newMessageappClient keeps up to senders idle connections, so every sender
+// can reuse one, and never follows redirects.
+func newMessageappClient(url string, timeout time.Duration, senders int) *messageappClient {
+	transport := &http.Transport{
+		DialContext:         (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        senders,
+		MaxIdleConnsPerHost: senders,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &messageappClient{
+		url:     url,
+		timeout: timeout,
+		http: &http.Client{
+			Transport: transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+	}
+}
+
+type sendRequest struct {
+	Destination string `json:"destination"`
+	Body        string `json:"body"`
+}
+
+// Send makes one call with a deadline of the configured timeout. When the
+// deadline passes, the request and its connection are abandoned.
+func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
+	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	payload, err := json.Marshal(sendRequest{Destination: d.Destination, Body: d.Body})
+	if err != nil {
+		return &sendError{Outcome: OutcomeUnreachable, Detail: "encode message: " + err.Error()}
+	}
+	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, c.url, bytes.NewReader(payload))
+	if err != nil {
+		return &sendError{Outcome: OutcomeUnreachable, Detail: "build request: " + err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return errAborted
+		case errors.Is(callCtx.Err(), context.DeadlineExceeded):
+			return &sendError{Outcome: OutcomeTimeout, Detail: fmt.Sprintf("no answer within %s", c.timeout)}
+		default:
+			return &sendError{Outcome: OutcomeUnreachable, Detail: err.Error()}
+		}
+	}
+	defer resp.Body.Close()
+	// Drain a bounded amount so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return &sendError{Outcome: OutcomeMessageappError, Status: resp.StatusCode,
+			Detail: fmt.Sprintf("messageapp answered %d", resp.StatusCode)}
+	}
+	return nil
+}
+
+// Close drops idle connections so nothing outlives the service.
+func (c *messageappClient) Close() { c.http.CloseIdleConnections() }
+
+// Senders is the pool that delivers queued messages.
+type Senders struct {
+	n           int
+	maxAttempts int
+	queue       *Queue
+	breaker     *Breaker
+	store       *Store
+	client      *messageappClient
+	log         zerolog.Logger
+	openLog     zerolog.Logger // breaker_open lines, at most one per second
+
+	// probe is a one-slot semaphore: while the circuit is not closed, only
+	// the sender holding it may keep a message out of the queue.
+	probe chan struct{}
+	wg    sync.WaitGroup
+}
+
+// minOpenPoll is the shortest wait between two tries of an open circuit,
+// so that a probe refused at the edge of its backoff cannot turn into a spin.
+const minOpenPoll = 5 * time.Millisecond
+
+// NewSenders builds a pool of n senders.
+func NewSenders(n, maxAttempts int, q *Queue, b *Breaker, s *Store, c *messageappClient, log zerolog.Logger) *Senders {
+	l := log.With().Str("component", "sender").Logger()
+	return &Senders{
+		n: n, maxAttempts: maxAttempts, queue: q, breaker: b, store: s, client: c, log: l,
+		openLog: l.Sample(&zerolog.BurstSampler{Burst: 1, Period: time.Second}),
+		probe:   make(chan struct{}, 1),
+	}
+}
+
+// Start runs the senders until the queue is drained or ctx is done.
+func (p *Senders) Start(ctx context.Context) {
+	for range p.n {
+		p.wg.Go(func() { p.run(ctx) })
+	}
+}
+
+// Wait blocks until every sender has returned.
+func (p *Senders) Wait() { p.wg.Wait() }
+
+func (p *Senders) run(ctx context.Context) {
+	for {
+		d, holdsProbe, ok := p.next(ctx)
+		if !ok {
+			return
+		}
+		if p.deliver(ctx, d, holdsProbe) {
+			<-p.probe
+		}
+	}
+}
+
+// next waits until this sender may take a message: at any time while the
+// circuit is closed, otherwise only once it holds the probe slot. It reports
+// false when the queue is drained or ctx is done.
+func (p *Senders) next(ctx context.Context) (d *Delivery, holdsProbe bool, ok bool) {
+	for {
+		state, changed := p.breaker.State()
+		if state == CircuitClosed {
+			d, err := p.queue.Take(ctx, changed)
+			if err == nil {
+				return d, false, true
+			}
+			if !errors.Is(err, errInterrupted) {
+				return nil, false, false
+			}
+			continue
+		}
+		select {
+		case p.probe <- struct{}{}:
+			d, err := p.queue.Take(ctx, changed)
+			if err == nil {
+				return d, true, true
+			}
+			<-p.probe
+			if !errors.Is(err, errInterrupted) {
+				return nil, false, false
+			}
+		case <-changed:
+		case <-p.queue.Drained():
+			return nil, false, false
+		case <-ctx.Done():
+			return nil, false, false
+		}
+	}
+}
+
+// deliver tries d until it reaches a final status, goes back to the queue,
+// or ctx ends. holdsProbe says whether this sender holds the probe slot;
+// deliver may acquire it, and the caller releases it.
+func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (probeHeld bool) {
+	p.store.Move(d.ID, StatusSending, d.Attempts, nil)
+	wasOpen := false
+	for {
+		if !p.awaitTurn(ctx, d, &holdsProbe, wasOpen) {
+			return holdsProbe
+		}
+		outcome, lastErr := p.attempt(ctx, d)
+		wasOpen = outcome == OutcomeBreakerOpen
+		switch {
+		case outcome == "":
+			return holdsProbe // aborted by shutdown: stays sending, listed as undelivered
+		case outcome == OutcomeSent:
+			p.store.Move(d.ID, StatusSent, d.Attempts, nil)
+			return holdsProbe
+		case outcome == OutcomeTimeout:
+			p.store.Move(d.ID, StatusTimeout, d.Attempts, lastErr)
+			return holdsProbe
+		case outcome.retryable() && d.Attempts >= p.maxAttempts:
+			p.store.Move(d.ID, StatusFailed, d.Attempts, lastErr)
+			return holdsProbe
+		case outcome.retryable():
+			p.store.Move(d.ID, StatusSending, d.Attempts, lastErr)
+		}
+	}
+}
+
+// awaitTurn returns true when d may be tried now. While the circuit is not
+// closed, the probe-slot holder waits for the probe to be due; any other
+// sender puts d back in the queue (returning false) or, if the queue is
+// full, waits for the circuit to change.
+func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, wasOpen bool) bool {
+	for {
+		state, changed := p.breaker.State()
+		if state == CircuitClosed {
+			return true
+		}
+		if !*holdsProbe {
+			select {
+			case p.probe <- struct{}{}:
+				*holdsProbe = true
+			default:
+			}
+		}
+		switch {
+		case *holdsProbe && state == CircuitOpen:
+			left := p.breaker.OpenLeft()
+			if wasOpen {
+				left = max(left, minOpenPoll)
+			}
+			if left <= 0 {
+				return true
+			}
+			// A millisecond past the library's strict "since > backoff".
+			due, err := waitFor(ctx, left+time.Millisecond, changed)
+			if err != nil {
+				return false
+			}
+			if due {
+				return true
+			}
+		case !*holdsProbe && p.queue.Requeue(d, func() { p.store.Move(d.ID, StatusQueued, d.Attempts, nil) }):
+			return false
+		default:
+			// Half-open, or no room to put d back: wait for the circuit.
+			if _, err := waitFor(ctx, 0, changed); err != nil {
+				return false
+			}
+		}
+		wasOpen = false
+	}
+}
+
+// waitFor waits until d has passed (true), changed fires (false) or ctx is
+// done (its error). A zero d waits for changed or ctx only.
+func waitFor(ctx context.Context, d time.Duration, changed <-chan struct{}) (bool, error) {
+	var due <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		due = t.C
+	}
+	select {
+	case <-due:
+		return true, nil
+	case <-changed:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// attempt makes one call through the breaker and logs its outcome. It
+// returns an empty outcome when shutdown cut the call short.
+func (p *Senders) attempt(ctx context.Context, d *Delivery) (Outcome, *AttemptError) {
+	start := time.Now()
+	err := p.breaker.Call(ctx, func(ctx context.Context) error {
+		d.Attempts++
+		return p.client.Send(ctx, d)
+	}, func(err error) bool { return !errors.Is(err, errAborted) })
+	elapsed := time.Since(start)
+
+	var se *sendError
+	switch {
+	case err == nil:
+		p.log.Info().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeSent)).
+			Int64("duration_ms", elapsed.Milliseconds()).Msg("delivered to messageapp")
+		return OutcomeSent, nil
+	case errors.Is(err, ErrCircuitOpen):
+		p.openLog.Warn().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeBreakerOpen)).
+			Int64("duration_ms", elapsed.Milliseconds()).Msg("circuit open: message kept for a later probe")
+		return OutcomeBreakerOpen, nil
+	case errors.As(err, &se):
+		ev := p.log.Error().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(se.Outcome)).
+			Int64("duration_ms", elapsed.Milliseconds()).Str("error", se.Detail)
+		if se.Status != 0 {
+			ev = ev.Int("status", se.Status)
+		}
+		ev.Msg("attempt failed")
+		return se.Outcome, &AttemptError{Kind: se.Outcome, Detail: se.Detail}
+	default:
+		p.log.Warn().Str("id", d.ID).Int("attempt", d.Attempts).Err(err).
+			Int64("duration_ms", elapsed.Milliseconds()).Msg("attempt cut short by shutdown")
+		return "", nil
+	}
+}
