@@ -61,14 +61,19 @@ type Breaker struct {
 // NewBreaker builds a breaker that opens after threshold consecutive
 // failures and stays open for an exponential backoff from initial to max.
 func NewBreaker(threshold int, initial, max time.Duration, clk clock.Clock, log zerolog.Logger) *Breaker {
-	rb := &recordingBackOff{inner: &backoff.ExponentialBackOff{
+	return newBreaker(threshold, &backoff.ExponentialBackOff{
 		InitialInterval:     initial,
 		RandomizationFactor: 0,
 		Multiplier:          2,
 		MaxInterval:         max,
 		MaxElapsedTime:      0, // never give up probing
 		Clock:               clk,
-	}}
+	}, clk, log)
+}
+
+// newBreaker takes any backoff policy; tests script one.
+func newBreaker(threshold int, policy backoff.BackOff, clk clock.Clock, log zerolog.Logger) *Breaker {
+	rb := &recordingBackOff{inner: policy}
 	rb.Reset()
 	b := &Breaker{
 		backoff:   rb,
@@ -188,7 +193,7 @@ func (b *Breaker) OpenLeft() time.Duration {
 // library's current open period, so OpenLeft can say when the probe is due.
 // The library calls it under its own lock; current is read from anywhere.
 type recordingBackOff struct {
-	inner *backoff.ExponentialBackOff
+	inner backoff.BackOff
 	last  atomic.Int64
 }
 

@@ -10,6 +10,7 @@ require (
 	github.com/rs/xid v1.6.0
 	github.com/rs/zerolog v1.35.1
 	github.com/rubyist/circuitbreaker v2.2.1+incompatible
+	go.uber.org/goleak v1.3.0
 )
 
 require (

@@ -122,7 +122,7 @@ func (a *api) handlePostMessage() httprouter.Handle {
 		}
 		if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
 			a.writeProblem(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
-				fmt.Sprintf("Content-Type %q is not JSON; send application/json", ct), nil)
+				fmt.Sprintf("Content-Type %q is not JSON; send application/json (with curl: --json or -H 'Content-Type: application/json')", ct), nil)
 			return
 		}
 		req, problems, err := decodePostMessage(http.MaxBytesReader(w, r.Body, maxBodyBytes))

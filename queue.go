@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,11 +181,13 @@ func (q *Queue) Max() int { return q.max }
 // Recovery is the depth at or below which enqueueing is enabled again.
 func (q *Queue) Recovery() int { return q.recovery }
 
-// DrainRate is the recent number of takes per second.
+// DrainRate is the fastest drain of the last rateWindow seconds, in takes
+// per second: while the circuit is open the queue hardly moves, and what
+// matters for Retry-After is how fast it empties once messageapp is back.
 func (q *Queue) DrainRate() float64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.drain.rate(q.now())
+	return q.drain.peak(q.now())
 }
 
 // rateMeter counts events in one-second buckets over the last rateWindow
@@ -211,18 +214,15 @@ func (m *rateMeter) add(now time.Time, n int) {
 	m.buckets[m.last%rateWindow] += n
 }
 
-func (m *rateMeter) rate(now time.Time) float64 {
+// peak is the largest one-second count in the window.
+func (m *rateMeter) peak(now time.Time) float64 {
 	m.advance(now)
-	total := 0
-	for _, n := range m.buckets {
-		total += n
-	}
-	return float64(total) / rateWindow
+	return float64(slices.Max(m.buckets[:]))
 }
 
 // retryAfter estimates how long until enqueueing is enabled again: the time
 // left before the circuit lets a probe through, plus the time to drain from
-// depth down to recovery at the recent drain rate. With no drain observed it
+// depth down to recovery at the given drain rate. With no drain observed it
 // falls back to the open time plus one second. The result is whole seconds
 // in 1..60, as Retry-After wants.
 func retryAfter(depth, recovery int, drainPerSec float64, openLeft time.Duration) int {
