@@ -40,7 +40,7 @@ type Queue struct {
 
 	// mu serialises every send on ch and every watermark decision, so depth
 	// checks and transitions cannot interleave: only takes shrink ch outside it.
-	mu     sync.Mutex
+	mu      sync.Mutex
 	closed  bool
 	drained chan struct{} // closed once the queue is closed and empty
 	drain   rateMeter     // takes per second, for Retry-After
