@@ -7,7 +7,8 @@ package main
 //   - Ready() claims the half-open probe, so it is called exactly once per
 //     call, here, and state is read with Tripped();
 //   - a successful probe closes the circuit with Reset(), instead of relying
-//     on Success() re-checking a freshly reset backoff;
+//     on Success() re-checking a freshly reset backoff (which can leave it
+//     open, and otherwise advances the backoff past the initial period);
 //   - the backoff is ours: exponential from BREAKER_BACKOFF_INITIAL, doubling,
 //     capped at BREAKER_BACKOFF_MAX, without jitter;
 //   - we never use Call's timeout (it leaks the wrapped goroutine): callers
@@ -120,8 +121,11 @@ func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFa
 	defer b.mu.Unlock()
 	switch {
 	case err == nil && probe:
+		// Close deterministically: Reset() first, whatever Success()'s
+		// re-check of the backoff would say, then Success() on the closed
+		// breaker restarts the open periods from the initial one.
+		b.cb.Reset()
 		b.cb.Success()
-		b.cb.Reset() // close deterministically, whatever the backoff re-check says
 		b.transition(CircuitClosed)
 	case err == nil && !b.cb.Tripped():
 		b.cb.Success()
