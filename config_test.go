@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig(func(k string) string {
+		return map[string]string{"MESSAGEAPP_URL": "http://localhost:3000/message"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{Port: 9001, MessageappURL: "http://localhost:3000/message", MessageappTimeout: time.Second,
+		QueueMaxSize: 10, QueueRecovery: 5, Senders: 16, MaxAttempts: 3, BreakerThreshold: 5,
+		BackoffInitial: 500 * time.Millisecond, BackoffMax: 10 * time.Second, MessagesRetained: 10000,
+		ShutdownTimeout: 10 * time.Second, LogLevel: "info", LogFormat: "json"}
+	if cfg != want {
+		t.Errorf("defaults: got %+v, want %+v", cfg, want)
+	}
+}
+
+func TestBadConfigurationExits2NamingTheVariable(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+	}{
+		{"port not a number", map[string]string{"PORT": "http"}, "PORT"},
+		{"port too large", map[string]string{"PORT": "70000"}, "PORT"},
+		{"timeout not a duration", map[string]string{"MESSAGEAPP_TIMEOUT": "1"}, "MESSAGEAPP_TIMEOUT"},
+		{"timeout zero", map[string]string{"MESSAGEAPP_TIMEOUT": "0s"}, "MESSAGEAPP_TIMEOUT"},
+		{"negative queue size", map[string]string{"QUEUE_MAX_SIZE": "-1"}, "QUEUE_MAX_SIZE"},
+		{"zero queue size", map[string]string{"QUEUE_MAX_SIZE": "0"}, "QUEUE_MAX_SIZE"},
+		{"huge queue size", map[string]string{"QUEUE_MAX_SIZE": "99999999999"}, "QUEUE_MAX_SIZE"},
+		{"recovery equal to max", map[string]string{"QUEUE_MAX_SIZE": "10", "QUEUE_RECOVERY_THRESHOLD": "10"}, "QUEUE_RECOVERY_THRESHOLD"},
+		{"recovery above max", map[string]string{"QUEUE_RECOVERY_THRESHOLD": "11"}, "QUEUE_RECOVERY_THRESHOLD"},
+		{"negative recovery", map[string]string{"QUEUE_RECOVERY_THRESHOLD": "-1"}, "QUEUE_RECOVERY_THRESHOLD"},
+		{"no senders", map[string]string{"SENDERS": "0"}, "SENDERS"},
+		{"no attempts", map[string]string{"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS"},
+		{"threshold not a number", map[string]string{"BREAKER_THRESHOLD": "five"}, "BREAKER_THRESHOLD"},
+		{"backoff max below initial", map[string]string{"BREAKER_BACKOFF_INITIAL": "2s", "BREAKER_BACKOFF_MAX": "1s"}, "BREAKER_BACKOFF_MAX"},
+		{"negative retained", map[string]string{"MESSAGES_RETAINED": "-5"}, "MESSAGES_RETAINED"},
+		{"negative shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "-1s"}, "SHUTDOWN_TIMEOUT"},
+		{"URL without scheme", map[string]string{"MESSAGEAPP_URL": "messageapp:3000/message"}, "MESSAGEAPP_URL"},
+		{"URL not http", map[string]string{"MESSAGEAPP_URL": "ftp://messageapp/message"}, "MESSAGEAPP_URL"},
+		{"URL unparsable", map[string]string{"MESSAGEAPP_URL": "http://[::1"}, "MESSAGEAPP_URL"},
+		{"URL missing", map[string]string{"MESSAGEAPP_URL": ""}, "MESSAGEAPP_URL"},
+		{"log level unknown", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{"log format unknown", map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"MESSAGEAPP_URL": "http://localhost:3000/message", "PORT": "0"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			var stdout, stderr logBuffer
+			code := run(context.Background(), []string{"courier"}, func(k string) string { return env[k] }, &stdout, &stderr)
+			if code != 2 {
+				t.Fatalf("exit code: got %d, want 2", code)
+			}
+			msg := stderr.String()
+			if strings.Count(msg, "\n") != 1 || !strings.Contains(msg, tt.wantVar+"=") || !strings.Contains(msg, "must be") {
+				t.Errorf("stderr: got %q, want one line naming %s, its value and what is allowed", msg, tt.wantVar)
+			}
+			if v := tt.env[tt.wantVar]; v != "" && !strings.Contains(msg, v) {
+				t.Errorf("stderr %q does not show the value %q", msg, v)
+			}
+			if stdout.String() != "" {
+				t.Errorf("something started before the configuration was checked: %q", stdout.String())
+			}
+		})
+	}
+}
+
+func TestConfigEdgeCasesThatWork(t *testing.T) {
+	tests := []map[string]string{
+		{"QUEUE_MAX_SIZE": "1", "QUEUE_RECOVERY_THRESHOLD": "0"},
+		{"QUEUE_MAX_SIZE": "1000000", "QUEUE_RECOVERY_THRESHOLD": "999999"},
+		{"SHUTDOWN_TIMEOUT": "0s"},
+		{"MESSAGES_RETAINED": "0"},
+		{"PORT": "", "LOG_LEVEL": "DEBUG"}, // empty means default; levels in any case
+		{"MESSAGEAPP_URL": "https://messageapp.internal/message"},
+	}
+	for _, extra := range tests {
+		env := map[string]string{"MESSAGEAPP_URL": "http://localhost:3000/message"}
+		for k, v := range extra {
+			env[k] = v
+		}
+		if _, err := loadConfig(func(k string) string { return env[k] }); err != nil {
+			t.Errorf("%v: got %v, want accepted", extra, err)
+		}
+	}
+}
+
+func TestUnknownCommandIsAUsageError(t *testing.T) {
+	var stdout, stderr logBuffer
+	if code := run(context.Background(), []string{"courier", "fly"}, func(string) string { return "" }, &stdout, &stderr); code != 2 {
+		t.Errorf("exit code: got %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), `"fly"`) {
+		t.Errorf("stderr: got %q, want it to name the command", stderr.String())
+	}
+}
+
+func TestPortInUseIsAnErrorFromRun(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	first := startService(t, baseEnv(app.URL()))
+	env := baseEnv(app.URL())
+	env["PORT"] = first.url[strings.LastIndex(first.url, ":")+1:]
+	var stdout, stderr logBuffer
+	if code := run(context.Background(), []string{"courier"}, func(k string) string { return env[k] }, &stdout, &stderr); code != 1 {
+		t.Errorf("exit code: got %d, want 1", code)
+	}
+	if !strings.Contains(stdout.String(), "address already in use") {
+		t.Errorf("log: got %q, want the listen error", stdout.String())
+	}
+}

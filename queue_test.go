@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func newTestQueue(max, recovery int) (*Queue, *logBuffer) {
+	logs := &logBuffer{}
+	return NewQueue(max, recovery, zerolog.New(logs), time.Now), logs
+}
+
+func offer(q *Queue, id string) bool { return q.Offer(&Delivery{ID: id}, func() {}) }
+
+func take(t *testing.T, q *Queue) *Delivery {
+	t.Helper()
+	d, err := q.Take(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("take: %v", err)
+	}
+	return d
+}
+
+func TestWatermarkHysteresis(t *testing.T) {
+	q, logs := newTestQueue(4, 2)
+	steps := []struct {
+		name          string
+		op            func() bool // returns whether an offer was accepted; takes return true
+		wantAccepted  bool
+		wantDepth     int
+		wantAccepting bool
+	}{
+		{"offer 1", func() bool { return offer(q, "1") }, true, 1, true},
+		{"offer 2", func() bool { return offer(q, "2") }, true, 2, true},
+		{"offer 3", func() bool { return offer(q, "3") }, true, 3, true},
+		{"offer 4 reaches max: disabled", func() bool { return offer(q, "4") }, true, 4, false},
+		{"offer at max is refused", func() bool { return offer(q, "5") }, false, 4, false},
+		{"take to 3, above recovery: still disabled", func() bool { take(t, q); return true }, true, 3, false},
+		{"offer between recovery and max is refused", func() bool { return offer(q, "6") }, false, 3, false},
+		{"take to 2, at recovery: enabled", func() bool { take(t, q); return true }, true, 2, true},
+		{"offer after recovery is accepted", func() bool { return offer(q, "7") }, true, 3, true},
+		{"take to 2 while enabled: no transition", func() bool { take(t, q); return true }, true, 2, true},
+	}
+	for _, s := range steps {
+		if got := s.op(); got != s.wantAccepted {
+			t.Fatalf("%s: got accepted=%v, want %v", s.name, got, s.wantAccepted)
+		}
+		if q.Depth() != s.wantDepth || q.Accepting() != s.wantAccepting {
+			t.Fatalf("%s: got depth %d accepting %v, want %d %v", s.name, q.Depth(), q.Accepting(), s.wantDepth, s.wantAccepting)
+		}
+	}
+	got := logs.events("enqueueing_disabled", "enqueueing_enabled")
+	if len(got) != 2 || got[0] != "enqueueing_disabled" || got[1] != "enqueueing_enabled" {
+		t.Errorf("transition lines: got %v, want exactly one disabled then one enabled", got)
+	}
+	for _, e := range logs.entries(nil) {
+		if e["depth"] == nil || e["max_size"] != float64(4) || e["recovery_threshold"] != float64(2) {
+			t.Errorf("transition line without its figures: %v", e)
+		}
+	}
+	if d := logs.entries(map[string]any{"event": "enqueueing_disabled"}); d[0]["level"] != "warn" {
+		t.Errorf("enqueueing_disabled level: got %v, want warn", d[0]["level"])
+	}
+	if e := logs.entries(map[string]any{"event": "enqueueing_enabled"}); e[0]["level"] != "info" {
+		t.Errorf("enqueueing_enabled level: got %v, want info", e[0]["level"])
+	}
+}
+
+func TestRecoveryZeroWaitsForAnEmptyQueue(t *testing.T) {
+	q, _ := newTestQueue(1, 0)
+	if !offer(q, "a") || q.Accepting() {
+		t.Fatal("max 1: the first offer should fill the queue and disable enqueueing")
+	}
+	take(t, q)
+	if !q.Accepting() {
+		t.Error("recovery 0: enqueueing should be enabled once the queue is empty")
+	}
+}
+
+func TestConcurrentOffersAndTakesKeepTheWatermarkConsistent(t *testing.T) {
+	q, logs := newTestQueue(10, 5)
+	ctx, cancel := context.WithCancel(context.Background())
+	var takers sync.WaitGroup
+	var taken atomic.Int64
+	for range 4 {
+		takers.Go(func() {
+			for {
+				if _, err := q.Take(ctx, nil); err != nil {
+					return
+				}
+				taken.Add(1)
+			}
+		})
+	}
+	var offerers sync.WaitGroup
+	var accepted atomic.Int64
+	for w := range 16 {
+		offerers.Go(func() {
+			for i := range 500 {
+				if q.Depth() > q.Max() {
+					t.Errorf("depth %d above max", q.Depth())
+				}
+				if offer(q, strconv.Itoa(w*1000+i)) {
+					accepted.Add(1)
+				}
+			}
+		})
+	}
+	offerers.Wait()
+	eventually(t, 5*time.Second, "the takers to empty the queue", func() bool { return q.Depth() == 0 })
+	cancel()
+	takers.Wait()
+	if taken.Load() != accepted.Load() {
+		t.Errorf("taken %d, accepted %d: a delivery was lost or duplicated", taken.Load(), accepted.Load())
+	}
+	got := logs.events("enqueueing_disabled", "enqueueing_enabled")
+	for i, ev := range got {
+		want := "enqueueing_disabled"
+		if i%2 == 1 {
+			want = "enqueueing_enabled"
+		}
+		if ev != want {
+			t.Fatalf("transition %d: got %s, want %s (lines must alternate): %v", i, ev, want, got)
+		}
+	}
+}
+
+func TestRequeueIgnoresAcceptingButNeverExceedsMax(t *testing.T) {
+	q, _ := newTestQueue(2, 0)
+	offer(q, "a")
+	offer(q, "b")
+	d := take(t, q) // depth 1, still disabled (recovery 0)
+	if q.Accepting() {
+		t.Fatal("depth 1 with recovery 0: should still be disabled")
+	}
+	if !q.Requeue(d, func() {}) {
+		t.Fatal("requeue with room: refused")
+	}
+	if q.Requeue(&Delivery{ID: "c"}, func() {}) {
+		t.Error("requeue into a full queue: accepted, want refused")
+	}
+	if q.Depth() != 2 {
+		t.Errorf("depth: got %d, want 2", q.Depth())
+	}
+}
+
+func TestCloseDrainsThenReportsDrained(t *testing.T) {
+	q, _ := newTestQueue(3, 1)
+	offer(q, "a")
+	q.Close()
+	if offer(q, "b") || q.Requeue(&Delivery{ID: "c"}, func() {}) {
+		t.Error("closed queue took a delivery")
+	}
+	select {
+	case <-q.Drained():
+		t.Fatal("drained while a delivery is still queued")
+	default:
+	}
+	if d := take(t, q); d.ID != "a" {
+		t.Errorf("took %s, want a", d.ID)
+	}
+	<-q.Drained()
+	if _, err := q.Take(context.Background(), nil); !errors.Is(err, errQueueDrained) {
+		t.Errorf("take from drained queue: got %v, want errQueueDrained", err)
+	}
+}
+
+func TestRetryAfterEstimate(t *testing.T) {
+	tests := []struct {
+		name     string
+		depth    int
+		recovery int
+		rate     float64
+		openLeft time.Duration
+		want     int
+	}{
+		{"draining fast: at least one second", 10, 5, 100, 0, 1},
+		{"5 to drain at 2/s", 10, 5, 2, 0, 3},
+		{"circuit open for 4s more, then 5 at 5/s", 10, 5, 5, 4 * time.Second, 5},
+		{"nothing drained yet: open time plus one", 10, 5, 0, 2 * time.Second, 3},
+		{"clamped to 60", 1000, 0, 1, 0, 60},
+		{"already at recovery", 5, 5, 0, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retryAfter(tt.depth, tt.recovery, tt.rate, tt.openLeft); got != tt.want {
+				t.Errorf("got %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDrainRateIsTheFastestRecentSecond(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var m rateMeter
+	m.add(now, 3)
+	m.add(now.Add(time.Second), 7)
+	m.add(now.Add(2*time.Second), 1)
+	if got := m.peak(now.Add(2 * time.Second)); got != 7 {
+		t.Errorf("peak: got %v, want 7", got)
+	}
+	if got := m.peak(now.Add(20 * time.Second)); got != 0 {
+		t.Errorf("peak after the window: got %v, want 0", got)
+	}
+}
