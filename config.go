@@ -20,7 +20,7 @@ import (
 // the sentence a user sees when the value is refused.
 type config struct {
 	Port              int           `env:"PORT" envDefault:"9001" allowed:"a TCP port, 0..65535"`
-	MessageappURL     string        `env:"MESSAGEAPP_URL" allowed:"an absolute http:// or https:// URL, e.g. http://messageapp:3000/message"`
+	MessageappURL     string        `env:"MESSAGEAPP_URL" allowed:"an absolute http:// or https:// URL, e.g. http://messageapp:3000/message, or unset for the built-in simulator"`
 	MessageappTimeout time.Duration `env:"MESSAGEAPP_TIMEOUT" envDefault:"1s" allowed:"a Go duration from 1ms to 5m, e.g. 1s"`
 	QueueMaxSize      int           `env:"QUEUE_MAX_SIZE" envDefault:"10" allowed:"a whole number from 1 to 1000000"`
 	QueueRecovery     int           `env:"QUEUE_RECOVERY_THRESHOLD" envDefault:"5" allowed:"a whole number from 0 to QUEUE_MAX_SIZE-1"`
@@ -33,6 +33,8 @@ type config struct {
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" allowed:"a Go duration from 0s to 10m, e.g. 10s"`
 	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" allowed:"one of trace, debug, info, warn, error, fatal, panic, disabled"`
 	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json" allowed:"json or console"`
+
+	listenHost string // not from the environment: empty is every interface; the demo uses loopback
 }
 
 // configError says which variable is wrong, what it held and what would do.
@@ -124,11 +126,8 @@ func (c config) validate() error {
 			return problem(r.field, r.v)
 		}
 	}
-	if c.MessageappURL == "" {
-		return &configError{Var: "MESSAGEAPP_URL", Value: "", Allowed: "set: " +
-			"courier needs messageapp's send endpoint, e.g. MESSAGEAPP_URL=http://localhost:3000/message"}
-	}
-	if u, err := url.Parse(c.MessageappURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	// Unset means "start the built-in simulator".
+	if u, err := url.Parse(c.MessageappURL); c.MessageappURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		return problem("MessageappURL", c.MessageappURL)
 	}
 	if _, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel)); err != nil {

@@ -44,9 +44,19 @@ const (
 // run is the whole program: it returns when ctx is cancelled and shutdown
 // has finished, or when courier cannot start.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 1 && args[1] != "serve" {
-		fmt.Fprintf(stderr, "courier: unknown command %q; usage: courier [serve]\n", args[1])
-		return exitUsage
+	if len(args) > 1 {
+		switch args[1] {
+		case "serve":
+		case "messageapp":
+			return runMessageapp(ctx, args[2:], getenv, stdout, stderr)
+		case "load":
+			return runLoad(ctx, args[2:], stdout, stderr)
+		case "demo":
+			return runDemo(ctx, args[2:], stdout, stderr)
+		default:
+			fmt.Fprintf(stderr, "courier: unknown command %q; usage: courier [serve | messageapp | load | demo] (-h for each)\n", args[1])
+			return exitUsage
+		}
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -54,7 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitUsage
 	}
 	log := newLogger(cfg, stdout)
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, log, nil); err != nil {
 		log.Error().Err(err).Msg("courier stopped")
 		return exitFailed
 	}
@@ -72,8 +82,22 @@ func newLogger(cfg config, out io.Writer) zerolog.Logger {
 
 // serve runs the service until ctx is done, then shuts down in order: stop
 // accepting, let the senders drain until SHUTDOWN_TIMEOUT, close the HTTP
-// server, and log every message left undelivered.
-func serve(ctx context.Context, cfg config, log zerolog.Logger) error {
+// server, and log every message left undelivered. If listening is not nil
+// it is told the address once courier listens.
+func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(net.Addr)) error {
+	if cfg.MessageappURL == "" {
+		sim := NewSimulator(ProfileFlap, 20*time.Second, 10*time.Second, uint64(time.Now().UnixNano()), log, zerolog.DebugLevel)
+		base, stopSim, err := startSimulator("127.0.0.1:0", sim)
+		if err != nil {
+			return err
+		}
+		defer stopSim()
+		cfg.MessageappURL = base + "/message"
+		log.Info().Str("event", "simulator_started").Str("url", cfg.MessageappURL).Str("profile", string(ProfileFlap)).
+			Str("control", base+"/control").
+			Msg("MESSAGEAPP_URL is unset: using the built-in messageapp simulator (healthy 20s, degraded 10s, in turn); " +
+				"set MESSAGEAPP_URL to use a real messageapp")
+	}
 	store := NewStore(cfg.MessagesRetained, time.Now)
 	queue := NewQueue(cfg.QueueMaxSize, cfg.QueueRecovery, log, time.Now)
 	breaker := NewBreaker(cfg.BreakerThreshold, cfg.BackoffInitial, cfg.BackoffMax, clock.New(), log)
@@ -86,7 +110,7 @@ func serve(ctx context.Context, cfg config, log zerolog.Logger) error {
 		store: store, senders: cfg.Senders, shuttingDown: &shuttingDown,
 		shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
 
-	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenHost, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
 	}
@@ -114,6 +138,9 @@ func serve(ctx context.Context, cfg config, log zerolog.Logger) error {
 		Str("messageapp_url", cfg.MessageappURL).Int("queue_max_size", cfg.QueueMaxSize).
 		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders).
 		Msg("courier is listening")
+	if listening != nil {
+		listening(ln.Addr())
+	}
 
 	var runErr error
 	select {

@@ -1,0 +1,429 @@
+package main
+
+// load.go is `courier load`: a client that POSTs messages at a set rate (or
+// concurrency) and shows, second by second, what clients of courier see —
+// and how much a client that honours Retry-After saves.
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// loadOptions configure one load run.
+type loadOptions struct {
+	URL               string        // courier's base URL
+	Rate              float64       // requests per second (rate mode)
+	Concurrency       int           // closed-loop clients (used when Rate is 0)
+	Duration          time.Duration // how long to send
+	MaxRequests       int           // hard cap on requests sent
+	RespectRetryAfter bool          // wait as told after a 503
+	AllowRemote       bool          // permit a non-loopback URL
+	Out               io.Writer     // per-second lines; nil for none
+}
+
+// maxInFlight bounds the requests a rate-mode run has open at once, so a
+// stalled courier cannot make the client grow without bound.
+const maxInFlight = 512
+
+// loadStats counts what the client saw, over a second or a whole run.
+type loadStats struct {
+	Requests  int            // requests that got an answer or an error
+	Accepted  int            // 202
+	Rejected  map[string]int // 503 by problem code
+	Other     map[int]int    // any other status
+	Errors    int            // no answer: connection refused, timeout
+	HeldBack  int            // sends skipped because Retry-After said wait
+	Dropped   int            // sends skipped because maxInFlight were open
+	Latencies []time.Duration
+}
+
+func newLoadStats() loadStats {
+	return loadStats{Rejected: map[string]int{}, Other: map[int]int{}}
+}
+
+func (s *loadStats) merge(o loadStats) {
+	s.Requests += o.Requests
+	s.Accepted += o.Accepted
+	s.Errors += o.Errors
+	s.HeldBack += o.HeldBack
+	s.Dropped += o.Dropped
+	for k, v := range o.Rejected {
+		s.Rejected[k] += v
+	}
+	for k, v := range o.Other {
+		s.Other[k] += v
+	}
+	s.Latencies = append(s.Latencies, o.Latencies...)
+}
+
+func (s loadStats) rejectedTotal() int {
+	n := 0
+	for _, v := range s.Rejected {
+		n += v
+	}
+	return n
+}
+
+// percentile returns the p-th percentile (0..100) of the latencies.
+func (s loadStats) percentile(p float64) time.Duration {
+	if len(s.Latencies) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(s.Latencies)
+	slices.Sort(sorted)
+	i := int(float64(len(sorted)-1) * p / 100)
+	return sorted[i]
+}
+
+// loadClient sends the requests and keeps the tallies.
+type loadClient struct {
+	opt    loadOptions
+	http   *http.Client
+	target string
+
+	// mu guards window, total and notBefore.
+	mu        sync.Mutex
+	window    loadStats
+	total     loadStats
+	notBefore time.Time // with RespectRetryAfter: no sends before this
+}
+
+// newLoadClient checks opt and builds a client for one run.
+func newLoadClient(opt loadOptions) (*loadClient, error) {
+	if err := opt.check(); err != nil {
+		return nil, err
+	}
+	transport := &http.Transport{MaxIdleConnsPerHost: max(opt.Concurrency, 64), IdleConnTimeout: 30 * time.Second}
+	return &loadClient{opt: opt, http: &http.Client{Transport: transport, Timeout: 10 * time.Second},
+		target: strings.TrimSuffix(opt.URL, "/") + "/messages", window: newLoadStats(), total: newLoadStats()}, nil
+}
+
+// run sends load until the duration, the request cap or ctx ends it, and
+// returns the totals.
+func (c *loadClient) run(ctx context.Context) loadStats {
+	defer c.http.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, c.opt.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { c.report(ctx) })
+	if c.opt.Rate > 0 {
+		c.openLoop(ctx)
+	} else {
+		c.closedLoop(ctx)
+	}
+	cancel()
+	wg.Wait()
+	return c.soFar()
+}
+
+// soFar returns the totals up to now.
+func (c *loadClient) soFar() loadStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := newLoadStats()
+	s.merge(c.total)
+	s.merge(c.window)
+	return s
+}
+
+func (o loadOptions) check() error {
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("-url %q: want an http:// URL of courier, e.g. http://127.0.0.1:9001", o.URL)
+	}
+	if !o.AllowRemote && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("-url %q is not on this machine; pass -allow-remote to load another host", o.URL)
+	}
+	switch {
+	case o.Rate < 0 || o.Rate > 100_000:
+		return errors.New("-rate must be 0..100000 requests per second")
+	case o.Rate == 0 && (o.Concurrency < 1 || o.Concurrency > 1024):
+		return errors.New("-concurrency must be 1..1024 when -rate is 0")
+	case o.Duration <= 0 || o.Duration > time.Hour:
+		return errors.New("-duration must be more than 0 and at most 1h")
+	case o.MaxRequests < 1 || o.MaxRequests > 10_000_000:
+		return errors.New("-max-requests must be 1..10000000")
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// openLoop sends at a fixed rate whatever the answers, as real traffic does.
+func (c *loadClient) openLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Duration(float64(time.Second) / c.opt.Rate))
+	defer tick.Stop()
+	slots := make(chan struct{}, maxInFlight)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for sent := 0; sent < c.opt.MaxRequests; {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if c.heldBack() {
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			c.count(func(s *loadStats) { s.Dropped++ })
+			continue
+		}
+		n := sent
+		sent++
+		wg.Go(func() {
+			defer func() { <-slots }()
+			c.send(ctx, n)
+		})
+	}
+}
+
+// closedLoop runs Concurrency clients, each sending as soon as it has its
+// previous answer (and, if told, after waiting out Retry-After).
+func (c *loadClient) closedLoop(ctx context.Context) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards sent
+	sent := 0
+	for range c.opt.Concurrency {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if wait := c.waitLeft(); wait > 0 {
+					t := time.NewTimer(wait)
+					select {
+					case <-t.C:
+					case <-ctx.Done():
+						t.Stop()
+						return
+					}
+				}
+				mu.Lock()
+				n := sent
+				sent++
+				mu.Unlock()
+				if n >= c.opt.MaxRequests {
+					return
+				}
+				c.send(ctx, n)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// heldBack reports (and counts) a send skipped because of Retry-After.
+func (c *loadClient) heldBack() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.opt.RespectRetryAfter && time.Now().Before(c.notBefore) {
+		c.window.HeldBack++
+		return true
+	}
+	return false
+}
+
+func (c *loadClient) waitLeft() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.opt.RespectRetryAfter {
+		return 0
+	}
+	return time.Until(c.notBefore)
+}
+
+func (c *loadClient) count(f func(*loadStats)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(&c.window)
+}
+
+// send POSTs message n and tallies the answer.
+func (c *loadClient) send(ctx context.Context, n int) {
+	body := fmt.Appendf(nil, `{"destination":"+34600000000","body":"load message %d"}`, n)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.target, bytes.NewReader(body))
+	if err != nil {
+		c.count(func(s *loadStats) { s.Errors++ })
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	elapsed := time.Since(start)
+	if err != nil {
+		if ctx.Err() == nil { // the run ending is not an error of courier's
+			c.count(func(s *loadStats) { s.Requests++; s.Errors++ })
+		}
+		return
+	}
+	defer resp.Body.Close()
+	var problem struct {
+		Code string `json:"code"`
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&problem)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	retryAfter, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.window.Requests++
+	c.window.Latencies = append(c.window.Latencies, elapsed)
+	switch resp.StatusCode {
+	case http.StatusAccepted:
+		c.window.Accepted++
+	case http.StatusServiceUnavailable:
+		c.window.Rejected[cmp.Or(problem.Code, "unknown")]++
+		if until := time.Now().Add(time.Duration(retryAfter) * time.Second); retryAfter > 0 && until.After(c.notBefore) {
+			c.notBefore = until
+		}
+	default:
+		c.window.Other[resp.StatusCode]++
+	}
+}
+
+// report prints one line per second: the client's view and courier's.
+func (c *loadClient) report(ctx context.Context) {
+	if c.opt.Out == nil {
+		return
+	}
+	tw := tabwriter.NewWriter(c.opt.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "t\treqs\t202\t503 queue_full\t503 other\terrors\theld back\tp50\tp99\t|\tdepth\taccepting\tcircuit\t")
+	tw.Flush()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		c.mu.Lock()
+		w := c.window
+		c.total.merge(w)
+		c.window = newLoadStats()
+		c.mu.Unlock()
+		st := fetchStatus(ctx, c.http, c.opt.URL)
+		fmt.Fprintf(tw, "%ds\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t|\t%s\t%s\t%s\t\n",
+			int(time.Since(start).Round(time.Second).Seconds()), w.Requests, w.Accepted, w.Rejected["queue_full"],
+			w.rejectedTotal()-w.Rejected["queue_full"], w.Errors, w.HeldBack,
+			w.percentile(50).Round(100*time.Microsecond), w.percentile(99).Round(100*time.Microsecond),
+			st.depth, st.accepting, st.circuit)
+		tw.Flush()
+	}
+}
+
+// courierView is the part of GET /status the load client prints.
+type courierView struct{ depth, accepting, circuit string }
+
+func fetchStatus(ctx context.Context, client *http.Client, base string) courierView {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	unknown := courierView{"?", "?", "?"}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/status", nil)
+	if err != nil {
+		return unknown
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return unknown
+	}
+	defer resp.Body.Close()
+	var st statusResponse
+	if json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return unknown
+	}
+	acc := "no"
+	if st.Queue.Accepting {
+		acc = "yes"
+	}
+	return courierView{fmt.Sprintf("%d/%d", st.Queue.Depth, st.Queue.MaxSize), acc, string(st.Circuit.State)}
+}
+
+// printLoadSummary writes the end-of-run table.
+func printLoadSummary(w io.Writer, opt loadOptions, s loadStats) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nsummary\t")
+	fmt.Fprintf(tw, "requests sent\t%d\n", s.Requests)
+	fmt.Fprintf(tw, "accepted (202)\t%d\n", s.Accepted)
+	codes := make([]string, 0, len(s.Rejected))
+	for code := range s.Rejected {
+		codes = append(codes, code)
+	}
+	slices.Sort(codes)
+	for _, code := range codes {
+		fmt.Fprintf(tw, "rejected (503 %s)\t%d\n", code, s.Rejected[code])
+	}
+	for status, n := range s.Other {
+		fmt.Fprintf(tw, "other answers (%d)\t%d\n", status, n)
+	}
+	fmt.Fprintf(tw, "errors (no answer)\t%d\n", s.Errors)
+	if opt.RespectRetryAfter {
+		fmt.Fprintf(tw, "held back by Retry-After\t%d\n", s.HeldBack)
+	}
+	if s.Dropped > 0 {
+		fmt.Fprintf(tw, "not sent (%d already open)\t%d\n", maxInFlight, s.Dropped)
+	}
+	wasted := 0.0
+	if s.Requests > 0 {
+		wasted = 100 * float64(s.rejectedTotal()) / float64(s.Requests)
+	}
+	fmt.Fprintf(tw, "requests wasted on 503\t%d (%.0f%%)\n", s.rejectedTotal(), wasted)
+	fmt.Fprintf(tw, "latency p50 / p99\t%s / %s\n", s.percentile(50).Round(100*time.Microsecond), s.percentile(99).Round(100*time.Microsecond))
+	if !opt.RespectRetryAfter && s.rejectedTotal() > 0 {
+		fmt.Fprintln(tw, "\t(run again with -respect-retry-after to see a client that backs off)")
+	}
+	tw.Flush()
+}
+
+// runLoad is `courier load`.
+func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("courier load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	opt := loadOptions{Out: stdout}
+	fs.StringVar(&opt.URL, "url", "http://127.0.0.1:9001", "courier's base URL")
+	fs.Float64Var(&opt.Rate, "rate", 20, "requests per second; 0 to use -concurrency instead")
+	fs.IntVar(&opt.Concurrency, "concurrency", 0, "clients sending back to back (with -rate 0)")
+	fs.DurationVar(&opt.Duration, "duration", 10*time.Second, "how long to send")
+	fs.IntVar(&opt.MaxRequests, "max-requests", 100_000, "stop after this many requests")
+	fs.BoolVar(&opt.RespectRetryAfter, "respect-retry-after", false, "after a 503, wait as Retry-After says before sending again")
+	fs.BoolVar(&opt.AllowRemote, "allow-remote", false, "allow a -url that is not on this machine")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	client, err := newLoadClient(opt)
+	if err != nil {
+		fmt.Fprintf(stderr, "courier load: %v\n", err)
+		return exitUsage
+	}
+	total := client.run(ctx)
+	printLoadSummary(stdout, opt, total)
+	if total.Requests > 0 && total.Errors == total.Requests {
+		fmt.Fprintf(stderr, "courier load: no request got an answer; is courier running at %s?\n", opt.URL)
+		return exitFailed
+	}
+	return exitOK
+}

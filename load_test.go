@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeCourier accepts the first `accept` POSTs and then answers 503
+// queue_full with Retry-After: 1, counting what it received.
+type fakeCourier struct {
+	*httptest.Server
+	accept   int64
+	received atomic.Int64
+}
+
+func newFakeCourier(t *testing.T, accept int64) *fakeCourier {
+	t.Helper()
+	f := &fakeCourier{accept: accept}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /messages", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if f.received.Add(1) <= f.accept {
+			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, `{"id":"x","status":"queued"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"code":"queue_full","status":503}`)
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"queue":{"depth":3,"max_size":10,"accepting":false},"circuit":{"state":"open"}}`)
+	})
+	f.Server = httptest.NewServer(mux)
+	t.Cleanup(f.Close)
+	return f
+}
+
+func TestLoadClientAccountsForEveryRequest(t *testing.T) {
+	fc := newFakeCourier(t, 10)
+	var out bytes.Buffer
+	c, err := newLoadClient(loadOptions{URL: fc.URL, Rate: 100, Duration: 1500 * time.Millisecond, MaxRequests: 1000, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.run(context.Background())
+	if got.Requests != int(fc.received.Load()) {
+		t.Errorf("requests: client counted %d, courier received %d", got.Requests, fc.received.Load())
+	}
+	if got.Accepted != 10 || got.Rejected["queue_full"] != got.Requests-10 || got.Errors != 0 {
+		t.Errorf("tallies: got %+v, want 10 accepted and the rest queue_full", got)
+	}
+	if !strings.Contains(out.String(), "3/10") || !strings.Contains(out.String(), "open") {
+		t.Errorf("per-second lines do not show courier's status:\n%s", out.String())
+	}
+	var summary bytes.Buffer
+	printLoadSummary(&summary, c.opt, got)
+	for _, want := range []string{"accepted (202)", "rejected (503 queue_full)", "requests wasted on 503", "-respect-retry-after"} {
+		if !strings.Contains(summary.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, summary.String())
+		}
+	}
+}
+
+func TestRespectingRetryAfterWastesFewerRequests(t *testing.T) {
+	run := func(respect bool) loadStats {
+		fc := newFakeCourier(t, 0)
+		c, err := newLoadClient(loadOptions{URL: fc.URL, Rate: 200, Duration: 1500 * time.Millisecond,
+			MaxRequests: 10_000, RespectRetryAfter: respect})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.run(context.Background())
+	}
+	hammer, polite := run(false), run(true)
+	// Retry-After: 1 over 1.5 s lets a polite client through about twice.
+	if polite.Requests > 6 || polite.HeldBack < 100 {
+		t.Errorf("polite client: %d requests, %d held back; want a handful and the rest held back", polite.Requests, polite.HeldBack)
+	}
+	if hammer.Requests < 100 || hammer.HeldBack != 0 {
+		t.Errorf("hammering client: %d requests, %d held back; want well over 100 and none held", hammer.Requests, hammer.HeldBack)
+	}
+}
+
+func TestLoadClientClosedLoopStopsAtMaxRequests(t *testing.T) {
+	fc := newFakeCourier(t, 1_000_000)
+	c, err := newLoadClient(loadOptions{URL: fc.URL, Concurrency: 4, Duration: 10 * time.Second, MaxRequests: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.run(context.Background()); got.Requests != 50 || fc.received.Load() != 50 {
+		t.Errorf("got %d requests (%d received), want exactly 50", got.Requests, fc.received.Load())
+	}
+}
+
+func TestLoadRefusesRemoteAndBadOptions(t *testing.T) {
+	tests := [][]string{
+		{"-url", "http://example.com:9001"},
+		{"-url", "not a url"},
+		{"-rate", "-1"},
+		{"-rate", "0", "-concurrency", "0"},
+		{"-duration", "0s"},
+		{"-max-requests", "0"},
+	}
+	for _, args := range tests {
+		var out, errOut bytes.Buffer
+		if code := runLoad(context.Background(), args, &out, &errOut); code != 2 || errOut.Len() == 0 {
+			t.Errorf("%v: got exit %d, stderr %q; want 2 with a reason", args, code, errOut.String())
+		}
+	}
+}
+
+func TestLoadAgainstNothingFails(t *testing.T) {
+	fc := newFakeCourier(t, 0)
+	url := fc.URL
+	fc.Close()
+	var out, errOut bytes.Buffer
+	code := runLoad(context.Background(), []string{"-url", url, "-rate", "50", "-duration", "300ms"}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "is courier running") {
+		t.Errorf("got exit %d and %q, want 1 asking whether courier runs", code, errOut.String())
+	}
+}

@@ -1,0 +1,268 @@
+package main
+
+// simulator.go is a stand-in for messageapp (SPEC §7) with a switchable
+// degradation profile, so the whole story can be seen with nothing but Go:
+// `courier messageapp` runs it alone, and `courier` starts one in-process
+// when MESSAGEAPP_URL is unset.
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Profile is how the simulator behaves.
+type Profile string
+
+// The simulator's profiles.
+const (
+	ProfileHealthy  Profile = "healthy"  // 200 after 5–50 ms
+	ProfileDegraded Profile = "degraded" // spikes of seconds, late 200s of 4–14 s, 500s after ~14 s
+	ProfileDown     Profile = "down"     // 500 at once
+	ProfileHang     Profile = "hang"     // never answers
+	ProfileFlap     Profile = "flap"     // healthy and degraded in turn
+)
+
+var profiles = []Profile{ProfileHealthy, ProfileDegraded, ProfileDown, ProfileHang, ProfileFlap}
+
+func parseProfile(s string) (Profile, error) {
+	for _, p := range profiles {
+		if string(p) == s {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("unknown profile %q: want one of healthy, degraded, down, hang, flap", s)
+}
+
+// Simulator answers POST /message according to its current profile.
+type Simulator struct {
+	log          zerolog.Logger
+	level        zerolog.Level // of the per-request lines
+	flapHealthy  time.Duration
+	flapDegraded time.Duration
+	start        time.Time
+
+	// mu guards profile and rng.
+	mu      sync.Mutex
+	profile Profile
+	rng     *rand.Rand
+}
+
+// NewSimulator starts in profile p; flap spends flapHealthy then
+// flapDegraded in turn, counted from now.
+func NewSimulator(p Profile, flapHealthy, flapDegraded time.Duration, seed uint64, log zerolog.Logger, level zerolog.Level) *Simulator {
+	return &Simulator{
+		log: log.With().Str("component", "messageapp").Logger(), level: level,
+		flapHealthy: flapHealthy, flapDegraded: flapDegraded, start: time.Now(),
+		profile: p, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+	}
+}
+
+// SetProfile switches the behaviour for every request that arrives next.
+func (s *Simulator) SetProfile(p Profile) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p != s.profile {
+		s.log.Info().Str("event", "profile_changed").Str("from", string(s.profile)).
+			Str("to", string(p)).Msg("messageapp simulator changed profile")
+		s.profile = p
+	}
+}
+
+// Profile returns the current profile.
+func (s *Simulator) Profile() Profile {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.profile
+}
+
+// reply is what the simulator decided for one request; status 0 = no answer.
+type reply struct {
+	effective Profile
+	delay     time.Duration
+	status    int
+}
+
+// decide picks the answer for a request arriving at now.
+func (s *Simulator) decide(now time.Time) reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.profile
+	if p == ProfileFlap {
+		p = ProfileHealthy
+		if cycle := s.flapHealthy + s.flapDegraded; cycle > 0 && now.Sub(s.start)%cycle >= s.flapHealthy {
+			p = ProfileDegraded
+		}
+	}
+	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(s.rng.Int64N(int64(hi-lo)+1)) }
+	switch p {
+	case ProfileHealthy:
+		return reply{p, between(5*time.Millisecond, 50*time.Millisecond), http.StatusOK}
+	case ProfileDown:
+		return reply{p, between(1*time.Millisecond, 10*time.Millisecond), http.StatusInternalServerError}
+	case ProfileHang:
+		return reply{effective: p}
+	}
+	// Degraded: what people saw from the exercise's image.
+	switch r := s.rng.Float64(); {
+	case r < 0.5:
+		return reply{p, between(20*time.Millisecond, 200*time.Millisecond), http.StatusOK}
+	case r < 0.7:
+		return reply{p, between(time.Second, 3*time.Second), http.StatusOK}
+	case r < 0.9:
+		return reply{p, between(4*time.Second, 14*time.Second), http.StatusOK}
+	default:
+		return reply{p, between(13*time.Second, 15*time.Second), http.StatusInternalServerError}
+	}
+}
+
+// routes serves messageapp's endpoint and the control endpoint.
+func (s *Simulator) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /message", s.handleMessage)
+	mux.HandleFunc("GET /control", s.handleControl)
+	mux.HandleFunc("PUT /control", s.handleControl)
+	return mux
+}
+
+func (s *Simulator) handleMessage(w http.ResponseWriter, r *http.Request) {
+	var req sendRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err := dec.Decode(&req); err != nil || req.Destination == "" || req.Body == "" {
+		http.Error(w, "bad request: want JSON {\"destination\": \"...\", \"body\": \"...\"}", http.StatusBadRequest)
+		return
+	}
+	rep := s.decide(time.Now())
+	ev := s.log.WithLevel(s.level).Str("profile", string(rep.effective)).Int64("latency_ms", rep.delay.Milliseconds())
+	if rep.status == 0 {
+		<-r.Context().Done()
+		ev.Bool("abandoned", true).Msg("hung until the caller gave up")
+		return
+	}
+	t := time.NewTimer(rep.delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		ev.Int("status", rep.status).Bool("abandoned", true).Msg("caller gave up before the answer")
+		return
+	}
+	ev.Int("status", rep.status).Msg("answered")
+	if rep.status == http.StatusOK {
+		io.WriteString(w, "OK")
+		return
+	}
+	http.Error(w, "Internal Server Error", rep.status)
+}
+
+// controlBody is the body of GET and PUT /control.
+type controlBody struct {
+	Profile Profile `json:"profile"`
+}
+
+func (s *Simulator) handleControl(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPut {
+		var body controlBody
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10)).Decode(&body); err != nil {
+			http.Error(w, `want JSON {"profile": "healthy|degraded|down|hang|flap"}`, http.StatusBadRequest)
+			return
+		}
+		p, err := parseProfile(string(body.Profile))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.SetProfile(p)
+	}
+	writeJSON(w, http.StatusOK, controlBody{Profile: s.Profile()})
+}
+
+// startSimulator listens on addr and serves sim until Close. It returns the
+// base URL.
+func startSimulator(addr string, sim *Simulator) (baseURL string, stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("messageapp simulator: listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: sim.routes(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	stop = func() {
+		_ = srv.Close() // hung and slow requests end with their connections
+		<-done
+	}
+	return "http://" + ln.Addr().String(), stop, nil
+}
+
+// runMessageapp is `courier messageapp`: the simulator on its own.
+func runMessageapp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("courier messageapp", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defPort, err := envInt(getenv, "PORT", 3000)
+	if err != nil {
+		fmt.Fprintf(stderr, "courier messageapp: %v\n", err)
+		return exitUsage
+	}
+	port := fs.Int("port", defPort, "TCP port (env PORT)")
+	profile := fs.String("profile", envOr(getenv, "MESSAGEAPP_PROFILE", string(ProfileFlap)),
+		"healthy, degraded, down, hang or flap (env MESSAGEAPP_PROFILE)")
+	flapHealthy := fs.Duration("flap-healthy", 20*time.Second, "time healthy in each flap cycle")
+	flapDegraded := fs.Duration("flap-degraded", 10*time.Second, "time degraded in each flap cycle")
+	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed, for repeatable runs")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	p, err := parseProfile(*profile)
+	if err != nil {
+		fmt.Fprintf(stderr, "courier messageapp: -profile: %v\n", err)
+		return exitUsage
+	}
+	if *port < 0 || *port > 65535 || *flapHealthy < 0 || *flapDegraded < 0 {
+		fmt.Fprintln(stderr, "courier messageapp: -port must be 0..65535 and flap durations must not be negative")
+		return exitUsage
+	}
+	log := zerolog.New(stdout).With().Timestamp().Logger()
+	sim := NewSimulator(p, *flapHealthy, *flapDegraded, *seed, log, zerolog.InfoLevel)
+	url, stop, err := startSimulator(net.JoinHostPort("", strconv.Itoa(*port)), sim)
+	if err != nil {
+		fmt.Fprintf(stderr, "courier messageapp: %v\n", err)
+		return exitFailed
+	}
+	log.Info().Str("event", "listening").Str("url", url+"/message").Str("profile", string(p)).
+		Msg(`messageapp simulator listening; switch with: curl -X PUT --json '{"profile":"down"}' ` + url + "/control")
+	<-ctx.Done()
+	stop()
+	return exitOK
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(getenv func(string) string, key string, def int) (int, error) {
+	v := getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, &configError{Var: key, Value: v, Allowed: "a whole number"}
+	}
+	return n, nil
+}
