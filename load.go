@@ -309,9 +309,8 @@ func (c *loadClient) report(ctx context.Context) {
 	if c.opt.Out == nil {
 		return
 	}
-	tw := tabwriter.NewWriter(c.opt.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "t\treqs\t202\t503 queue_full\t503 other\terrors\theld back\tp50\tp99\t|\tdepth\taccepting\tcircuit\t")
-	tw.Flush()
+	const row = "%5s %5s %5s %8s %9s %6s %5s %8s %8s | %6s %9s %9s\n"
+	fmt.Fprintf(c.opt.Out, row, "t", "reqs", "202", "503 full", "503 other", "errors", "held", "p50", "p99", "depth", "accepting", "circuit")
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	start := time.Now()
@@ -326,21 +325,21 @@ func (c *loadClient) report(ctx context.Context) {
 		c.total.merge(w)
 		c.window = newLoadStats()
 		c.mu.Unlock()
-		st := fetchStatus(ctx, c.http, c.opt.URL)
-		fmt.Fprintf(tw, "%ds\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t|\t%s\t%s\t%s\t\n",
-			int(time.Since(start).Round(time.Second).Seconds()), w.Requests, w.Accepted, w.Rejected["queue_full"],
-			w.rejectedTotal()-w.Rejected["queue_full"], w.Errors, w.HeldBack,
+		st := fetchStatus(c.http, c.opt.URL)
+		fmt.Fprintf(c.opt.Out, row,
+			fmt.Sprintf("%ds", int(time.Since(start).Round(time.Second).Seconds())),
+			strconv.Itoa(w.Requests), strconv.Itoa(w.Accepted), strconv.Itoa(w.Rejected["queue_full"]),
+			strconv.Itoa(w.rejectedTotal()-w.Rejected["queue_full"]), strconv.Itoa(w.Errors), strconv.Itoa(w.HeldBack),
 			w.percentile(50).Round(100*time.Microsecond), w.percentile(99).Round(100*time.Microsecond),
 			st.depth, st.accepting, st.circuit)
-		tw.Flush()
 	}
 }
 
 // courierView is the part of GET /status the load client prints.
 type courierView struct{ depth, accepting, circuit string }
 
-func fetchStatus(ctx context.Context, client *http.Client, base string) courierView {
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+func fetchStatus(client *http.Client, base string) courierView {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	unknown := courierView{"?", "?", "?"}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/status", nil)
