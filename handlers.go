@@ -111,13 +111,22 @@ type fieldProblem struct {
 
 func (a *api) handlePostMessage() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-		// Refuse before reading anything: shedding must cost less than accepting.
+		key := r.Header.Get("Idempotency-Key")
+		// Refuse before reading anything: shedding must cost less than
+		// accepting. Only a retry of an already accepted message (its key
+		// is known) is read on, to be answered with its original 202.
 		if a.shuttingDown.Load() {
 			a.rejectShuttingDown(w)
 			return
 		}
-		if !a.queue.Accepting() {
+		if !a.queue.Accepting() && (key == "" || !a.store.HasKey(key)) {
 			a.rejectQueueFull(w)
+			return
+		}
+		if key != "" && !validIdempotencyKey(key) {
+			a.writeProblem(w, http.StatusBadRequest, "invalid_request",
+				"Idempotency-Key must be 1 to 255 visible ASCII characters",
+				problem{"errors": []fieldProblem{{Field: "Idempotency-Key", Detail: "must be 1 to 255 visible ASCII characters"}}})
 			return
 		}
 		if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
@@ -143,17 +152,52 @@ func (a *api) handlePostMessage() httprouter.Handle {
 
 		id := xid.New().String()
 		d := &Delivery{ID: id, Destination: req.Destination, Body: req.Body}
-		if !a.queue.Offer(d, func() { a.store.Add(id, req.Destination, req.Body) }) {
-			if a.shuttingDown.Load() {
-				a.rejectShuttingDown(w)
-			} else {
-				a.rejectQueueFull(w)
+		use, firstID := KeyUnused, ""
+		accepted := a.queue.Offer(d, func() bool {
+			// Under the queue's lock: two POSTs with one key cannot both pass.
+			if key != "" {
+				if use, firstID = a.store.LookupKey(key, req.Destination, req.Body); use != KeyUnused {
+					return false
+				}
 			}
+			a.store.Add(id, req.Destination, req.Body, key)
+			return true
+		})
+		if !accepted && key != "" && use == KeyUnused {
+			use, firstID = a.store.LookupKey(key, req.Destination, req.Body) // refused while full or closed
+		}
+		switch {
+		case use == KeySame:
+			w.Header().Set("Idempotent-Replayed", "true")
+			id = firstID
+		case use == KeyConflict:
+			a.writeProblem(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
+				fmt.Sprintf("Idempotency-Key %q was used for message %s with a different destination or body", key, firstID),
+				problem{"id": firstID})
+			return
+		case !accepted && a.shuttingDown.Load():
+			a.rejectShuttingDown(w)
+			return
+		case !accepted:
+			a.rejectQueueFull(w)
 			return
 		}
 		w.Header().Set("Location", "/messages/"+id)
 		writeJSON(w, http.StatusAccepted, postMessageResponse{ID: id, Status: StatusQueued})
 	}
+}
+
+// validIdempotencyKey accepts 1..255 visible ASCII characters.
+func validIdempotencyKey(key string) bool {
+	if len(key) > 255 {
+		return false
+	}
+	for i := range len(key) {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return false
+		}
+	}
+	return key != ""
 }
 
 // isJSON accepts application/json and any +json media type.

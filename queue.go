@@ -61,16 +61,20 @@ func NewQueue(max, recovery int, log zerolog.Logger, now func() time.Time) *Queu
 	return q
 }
 
-// Offer enqueues d if enqueueing is enabled. onAccept runs before d becomes
-// visible to senders, so whatever it records (the store entry) exists before
-// any sender can take d. It reports whether d was enqueued.
-func (q *Queue) Offer(d *Delivery, onAccept func()) bool {
+// Offer enqueues d if enqueueing is enabled and onAccept agrees. onAccept
+// runs under the queue's lock before d becomes visible to senders, so what
+// it records (the store entry) exists before any sender can take d, and two
+// offers cannot both pass it; returning false drops d (a duplicate). Offer
+// reports whether d was enqueued.
+func (q *Queue) Offer(d *Delivery, onAccept func() bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed || !q.accepting.Load() || len(q.ch) >= q.max {
 		return false
 	}
-	onAccept()
+	if !onAccept() {
+		return false
+	}
 	q.ch <- d // cannot block: only this lock's holders send, and len < max
 	q.checkFull()
 	return true

@@ -17,7 +17,7 @@ func newTestQueue(max, recovery int) (*Queue, *logBuffer) {
 	return NewQueue(max, recovery, zerolog.New(logs), time.Now), logs
 }
 
-func offer(q *Queue, id string) bool { return q.Offer(&Delivery{ID: id}, func() {}) }
+func offer(q *Queue, id string) bool { return q.Offer(&Delivery{ID: id}, func() bool { return true }) }
 
 func take(t *testing.T, q *Queue) *Delivery {
 	t.Helper()

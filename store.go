@@ -76,13 +76,15 @@ type Store struct {
 	// mu guards everything below.
 	mu       sync.Mutex
 	byID     map[string]*storeEntry
-	created  *list.List // of *storeEntry, in creation order
+	byKey    map[string]*storeEntry // by Idempotency-Key; forgotten with its message
+	created  *list.List             // of *storeEntry, in creation order
 	finished *list.List // of *storeEntry, in the order they finished
 	counts   Counts
 }
 
 type storeEntry struct {
 	msg      Message
+	key      string // Idempotency-Key, if the POST had one
 	created  *list.Element
 	finished *list.Element
 }
@@ -93,22 +95,60 @@ func NewStore(retained int, now func() time.Time) *Store {
 		retained: retained,
 		now:      now,
 		byID:     make(map[string]*storeEntry),
+		byKey:    make(map[string]*storeEntry),
 		created:  list.New(),
 		finished: list.New(),
 	}
 }
 
-// Add records a newly accepted message as queued.
-func (s *Store) Add(id, destination, body string) {
+// Add records a newly accepted message as queued, under idempotency key if
+// one is given.
+func (s *Store) Add(id, destination, body, key string) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := &storeEntry{msg: Message{ID: id, Destination: destination, Body: body,
+	e := &storeEntry{key: key, msg: Message{ID: id, Destination: destination, Body: body,
 		Status: StatusQueued, CreatedAt: now, UpdatedAt: now}}
 	e.created = s.created.PushBack(e)
 	s.byID[id] = e
+	if key != "" {
+		s.byKey[key] = e
+	}
 	s.counts.Accepted++
 	s.counts.Queued++
+}
+
+// KeyUse is what an idempotency key already stands for.
+type KeyUse int
+
+// The answers of Store.LookupKey.
+const (
+	KeyUnused   KeyUse = iota // never seen, or its message was evicted
+	KeySame                   // seen with the same destination and body
+	KeyConflict               // seen with a different payload
+)
+
+// HasKey reports whether key stands for a retained message.
+func (s *Store) HasKey(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.byKey[key]
+	return ok
+}
+
+// LookupKey says whether key was already used, and for which message.
+func (s *Store) LookupKey(key, destination, body string) (KeyUse, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.byKey[key]
+	switch {
+	case !ok:
+		return KeyUnused, ""
+	case e.msg.Destination == destination && e.msg.Body == body:
+		return KeySame, e.msg.ID
+	default:
+		return KeyConflict, e.msg.ID
+	}
 }
 
 // Reject counts a POST turned away by backpressure or shutdown.
@@ -143,6 +183,9 @@ func (s *Store) Move(id string, to Status, attempts int, lastErr *AttemptError) 
 			old := s.finished.Remove(s.finished.Front()).(*storeEntry)
 			s.created.Remove(old.created)
 			delete(s.byID, old.msg.ID)
+			if old.key != "" {
+				delete(s.byKey, old.key)
+			}
 		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 func TestStoreFollowsAMessageThroughItsLife(t *testing.T) {
 	s := NewStore(10, time.Now)
-	s.Add("a", "d", "b")
+	s.Add("a", "d", "b", "")
 	steps := []struct {
 		to   Status
 		want Counts
@@ -33,7 +33,7 @@ func TestStoreFollowsAMessageThroughItsLife(t *testing.T) {
 func TestStoreKeepsOnlyTheRetainedFinishedMessages(t *testing.T) {
 	s := NewStore(2, time.Now)
 	for i := range 5 {
-		s.Add(fmt.Sprint(i), "d", "b")
+		s.Add(fmt.Sprint(i), "d", "b", "")
 	}
 	for _, id := range []string{"3", "0", "4"} {
 		s.Move(id, StatusSent, 1, nil)
@@ -64,7 +64,7 @@ func TestStoreKeepsOnlyTheRetainedFinishedMessages(t *testing.T) {
 
 func TestStoreWithNothingRetained(t *testing.T) {
 	s := NewStore(0, time.Now)
-	s.Add("a", "d", "b")
+	s.Add("a", "d", "b", "")
 	s.Move("a", StatusTimeout, 1, &AttemptError{Kind: OutcomeTimeout, Detail: "slow"})
 	if _, ok := s.Get("a"); ok {
 		t.Error("MESSAGES_RETAINED=0 kept a finished message")

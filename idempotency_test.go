@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func (s *service) postKeyed(key, dest, body string) response {
+	s.t.Helper()
+	b, _ := json.Marshal(map[string]string{"destination": dest, "body": body})
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/messages", strings.NewReader(string(b)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := response{status: resp.StatusCode, header: resp.Header}
+	if err := json.NewDecoder(resp.Body).Decode(&r.body); err != nil {
+		s.t.Fatal(err)
+	}
+	return r
+}
+
+func TestRepeatedIdempotencyKeyReturnsTheFirstMessage(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	first := s.postKeyed("order-42", "d", "hello")
+	if first.status != 202 || first.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("first POST: got %d %v", first.status, first.header)
+	}
+	id := first.body["id"].(string)
+	s.waitStatus(id, StatusSent)
+
+	again := s.postKeyed("order-42", "d", "hello")
+	if again.status != 202 || again.body["id"] != id || again.header.Get("Idempotent-Replayed") != "true" ||
+		again.header.Get("Location") != "/messages/"+id {
+		t.Errorf("repeat: got %d %v %v, want the first 202 and id, marked replayed", again.status, again.body, again.header)
+	}
+	if st := s.status(); st.Messages.Accepted != 1 || app.calls.Load() != 1 {
+		t.Errorf("accepted %d, messageapp calls %d; want 1 and 1", st.Messages.Accepted, app.calls.Load())
+	}
+
+	reused := s.postKeyed("order-42", "d", "a different body")
+	checkProblem(t, reused, 422, "idempotency_key_reused")
+	if reused.body["id"] != id {
+		t.Errorf("422 names message %v, want %s", reused.body["id"], id)
+	}
+}
+
+func TestConcurrentPostsWithOneKeyEnqueueOnce(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	env := baseEnv(app.URL())
+	env["QUEUE_MAX_SIZE"] = "100"
+	s := startService(t, env)
+	var wg sync.WaitGroup
+	ids := make(chan any, 50)
+	for range 50 {
+		wg.Go(func() {
+			r := s.postKeyed("same", "d", "b")
+			if r.status != 202 {
+				t.Errorf("got %d, want 202", r.status)
+			}
+			ids <- r.body["id"]
+		})
+	}
+	wg.Wait()
+	close(ids)
+	distinct := map[any]bool{}
+	for id := range ids {
+		distinct[id] = true
+	}
+	if len(distinct) != 1 {
+		t.Errorf("distinct ids: got %d, want 1", len(distinct))
+	}
+	if st := s.status(); st.Messages.Accepted != 1 {
+		t.Errorf("accepted: got %d, want 1", st.Messages.Accepted)
+	}
+}
+
+func TestRetryOfAnAcceptedMessageIsAnsweredEvenWhileTheQueueIsFull(t *testing.T) {
+	app := newFakeMessageapp(t, modeHang)
+	env := baseEnv(app.URL())
+	env["SENDERS"] = "1"
+	env["MESSAGEAPP_TIMEOUT"] = "1m"
+	s := startService(t, env)
+	s.post("d", "occupies the sender")
+	eventually(t, 5*time.Second, "the sender to be busy", func() bool { return s.status().Messages.Sending == 1 })
+	first := s.postKeyed("k1", "d", "b")
+	for i := range 9 {
+		s.post("d", strconv.Itoa(i))
+	}
+	if st := s.status(); st.Queue.Accepting {
+		t.Fatal("queue should be full")
+	}
+	checkProblem(t, s.postKeyed("k2", "d", "b"), 503, "queue_full")
+	again := s.postKeyed("k1", "d", "b")
+	if again.status != 202 || again.body["id"] != first.body["id"] {
+		t.Errorf("retry while full: got %d %v, want the original 202", again.status, again.body)
+	}
+}
+
+func TestBadIdempotencyKeysAreRefused(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	for _, key := range []string{strings.Repeat("k", 256), "has space", "tab\there"} {
+		checkProblem(t, s.postKeyed(key, "d", "b"), 400, "invalid_request")
+	}
+}
+
+func TestKeysAreForgottenWithTheirMessages(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	env := baseEnv(app.URL())
+	env["MESSAGES_RETAINED"] = "1"
+	s := startService(t, env)
+	first := s.postKeyed("k", "d", "b").body["id"].(string)
+	s.waitStatus(first, StatusSent)
+	s.waitStatus(s.post("d", "pushes the first out").body["id"].(string), StatusSent)
+	again := s.postKeyed("k", "d", "b")
+	if again.status != 202 || again.body["id"] == first {
+		t.Errorf("after eviction: got %d %v, want a new message", again.status, again.body)
+	}
+}
