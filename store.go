@@ -78,7 +78,7 @@ type Store struct {
 	byID     map[string]*storeEntry
 	byKey    map[string]*storeEntry // by Idempotency-Key; forgotten with its message
 	created  *list.List             // of *storeEntry, in creation order
-	finished *list.List // of *storeEntry, in the order they finished
+	finished *list.List             // of *storeEntry, in the order they finished
 	counts   Counts
 }
 
