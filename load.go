@@ -22,6 +22,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/rs/xid"
 )
 
 // loadOptions configure one load run.
@@ -32,6 +34,7 @@ type loadOptions struct {
 	Duration          time.Duration // how long to send
 	MaxRequests       int           // hard cap on requests sent
 	RespectRetryAfter bool          // wait as told after a 503
+	Retries           int           // re-sends of a message after a 503 or no answer, same Idempotency-Key
 	AllowRemote       bool          // permit a non-loopback URL
 	Out               io.Writer     // per-second lines; nil for none
 }
@@ -47,6 +50,8 @@ type loadStats struct {
 	Rejected  map[string]int // 503 by problem code
 	Other     map[int]int    // any other status
 	Errors    int            // no answer: connection refused, timeout
+	Retries   int            // requests that were re-sends of an earlier one
+	Replayed  int            // 202s courier marked Idempotent-Replayed
 	HeldBack  int            // sends skipped because Retry-After said wait
 	Dropped   int            // sends skipped because maxInFlight were open
 	Latencies []time.Duration
@@ -61,6 +66,8 @@ func (s *loadStats) merge(o loadStats) {
 	s.Accepted += o.Accepted
 	s.Errors += o.Errors
 	s.HeldBack += o.HeldBack
+	s.Retries += o.Retries
+	s.Replayed += o.Replayed
 	s.Dropped += o.Dropped
 	for k, v := range o.Rejected {
 		s.Rejected[k] += v
@@ -95,6 +102,7 @@ type loadClient struct {
 	opt    loadOptions
 	http   *http.Client
 	target string
+	runID  string // prefix of every Idempotency-Key of this run
 
 	// mu guards window, total and notBefore.
 	mu        sync.Mutex
@@ -110,7 +118,8 @@ func newLoadClient(opt loadOptions) (*loadClient, error) {
 	}
 	transport := &http.Transport{MaxIdleConnsPerHost: max(opt.Concurrency, 64), IdleConnTimeout: 30 * time.Second}
 	return &loadClient{opt: opt, http: &http.Client{Transport: transport, Timeout: 10 * time.Second},
-		target: strings.TrimSuffix(opt.URL, "/") + "/messages", window: newLoadStats(), total: newLoadStats()}, nil
+		target: strings.TrimSuffix(opt.URL, "/") + "/messages", runID: "load-" + xid.New().String(),
+		window: newLoadStats(), total: newLoadStats()}, nil
 }
 
 // run sends load until the duration, the request cap or ctx ends it, and
@@ -158,6 +167,8 @@ func (o loadOptions) check() error {
 		return errors.New("-duration must be more than 0 and at most 1h")
 	case o.MaxRequests < 1 || o.MaxRequests > 10_000_000:
 		return errors.New("-max-requests must be 1..10000000")
+	case o.Retries < 0 || o.Retries > 100:
+		return errors.New("-retries must be 0..100")
 	}
 	return nil
 }
@@ -170,13 +181,19 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// loadJob is one message and how many times it has been sent.
+type loadJob struct{ n, attempt int }
+
 // openLoop sends at a fixed rate whatever the answers, as real traffic does.
+// A send due for a retry goes before a new message.
 func (c *loadClient) openLoop(ctx context.Context) {
 	tick := time.NewTicker(time.Duration(float64(time.Second) / c.opt.Rate))
 	defer tick.Stop()
 	slots := make(chan struct{}, maxInFlight)
+	retries := make(chan loadJob, maxInFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	next := 0
 	for sent := 0; sent < c.opt.MaxRequests; {
 		select {
 		case <-ctx.Done():
@@ -192,23 +209,36 @@ func (c *loadClient) openLoop(ctx context.Context) {
 			c.count(func(s *loadStats) { s.Dropped++ })
 			continue
 		}
-		n := sent
+		var job loadJob
+		select {
+		case job = <-retries:
+		default:
+			job = loadJob{n: next}
+			next++
+		}
 		sent++
 		wg.Go(func() {
 			defer func() { <-slots }()
-			c.send(ctx, n)
+			if c.send(ctx, job) && job.attempt < c.opt.Retries {
+				select {
+				case retries <- loadJob{job.n, job.attempt + 1}:
+				default: // more retries pending than slots: this one gives up
+				}
+			}
 		})
 	}
 }
 
 // closedLoop runs Concurrency clients, each sending as soon as it has its
-// previous answer (and, if told, after waiting out Retry-After).
+// previous answer (and, if told, after waiting out Retry-After), retrying a
+// message up to Retries times before moving on.
 func (c *loadClient) closedLoop(ctx context.Context) {
 	var wg sync.WaitGroup
-	var mu sync.Mutex // guards sent
-	sent := 0
+	var mu sync.Mutex // guards sent and next
+	sent, next := 0, 0
 	for range c.opt.Concurrency {
 		wg.Go(func() {
+			job := loadJob{n: -1}
 			for ctx.Err() == nil {
 				if wait := c.waitLeft(); wait > 0 {
 					t := time.NewTimer(wait)
@@ -220,13 +250,21 @@ func (c *loadClient) closedLoop(ctx context.Context) {
 					}
 				}
 				mu.Lock()
-				n := sent
+				if job.n < 0 {
+					job = loadJob{n: next}
+					next++
+				}
+				ok := sent < c.opt.MaxRequests
 				sent++
 				mu.Unlock()
-				if n >= c.opt.MaxRequests {
+				if !ok {
 					return
 				}
-				c.send(ctx, n)
+				if c.send(ctx, job) && job.attempt < c.opt.Retries {
+					job.attempt++
+				} else {
+					job = loadJob{n: -1}
+				}
 			}
 		})
 	}
@@ -259,23 +297,26 @@ func (c *loadClient) count(f func(*loadStats)) {
 	f(&c.window)
 }
 
-// send POSTs message n and tallies the answer.
-func (c *loadClient) send(ctx context.Context, n int) {
-	body := fmt.Appendf(nil, `{"destination":"+34600000000","body":"load message %d"}`, n)
+// send POSTs a job's message with its Idempotency-Key, tallies the answer
+// and reports whether it is worth retrying (a 503 or no answer).
+func (c *loadClient) send(ctx context.Context, job loadJob) (retry bool) {
+	body := fmt.Appendf(nil, `{"destination":"+34600000000","body":"load message %d"}`, job.n)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.target, bytes.NewReader(body))
 	if err != nil {
 		c.count(func(s *loadStats) { s.Errors++ })
-		return
+		return false
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", c.runID+"-"+strconv.Itoa(job.n))
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	elapsed := time.Since(start)
 	if err != nil {
-		if ctx.Err() == nil { // the run ending is not an error of courier's
-			c.count(func(s *loadStats) { s.Requests++; s.Errors++ })
+		if ctx.Err() != nil { // the run ending is not an error of courier's
+			return false
 		}
-		return
+		c.count(func(s *loadStats) { s.Requests++; s.Errors++; s.Retries += min(job.attempt, 1) })
+		return true
 	}
 	defer resp.Body.Close()
 	var problem struct {
@@ -290,18 +331,24 @@ func (c *loadClient) send(ctx context.Context, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.window.Requests++
+	c.window.Retries += min(job.attempt, 1)
 	c.window.Latencies = append(c.window.Latencies, elapsed)
 	switch resp.StatusCode {
 	case http.StatusAccepted:
 		c.window.Accepted++
+		if resp.Header.Get("Idempotent-Replayed") == "true" {
+			c.window.Replayed++
+		}
 	case http.StatusServiceUnavailable:
 		c.window.Rejected[cmp.Or(problem.Code, "unknown")]++
 		if until := time.Now().Add(time.Duration(retryAfter) * time.Second); retryAfter > 0 && until.After(c.notBefore) {
 			c.notBefore = until
 		}
+		return true
 	default:
 		c.window.Other[resp.StatusCode]++
 	}
+	return false
 }
 
 // report prints one line per second: the client's view and courier's.
@@ -380,6 +427,10 @@ func printLoadSummary(w io.Writer, opt loadOptions, s loadStats) {
 		fmt.Fprintf(tw, "other answers (%d)\t%d\n", status, n)
 	}
 	fmt.Fprintf(tw, "errors (no answer)\t%d\n", s.Errors)
+	if opt.Retries > 0 {
+		fmt.Fprintf(tw, "re-sends (same Idempotency-Key)\t%d\n", s.Retries)
+		fmt.Fprintf(tw, "202s replayed by courier\t%d\n", s.Replayed)
+	}
 	if opt.RespectRetryAfter {
 		fmt.Fprintf(tw, "held back by Retry-After\t%d\n", s.HeldBack)
 	}
@@ -409,6 +460,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opt.Duration, "duration", 10*time.Second, "how long to send")
 	fs.IntVar(&opt.MaxRequests, "max-requests", 100_000, "stop after this many requests")
 	fs.BoolVar(&opt.RespectRetryAfter, "respect-retry-after", false, "after a 503, wait as Retry-After says before sending again")
+	fs.IntVar(&opt.Retries, "retries", 0, "re-send a message up to this many times after a 503 or no answer, with the same Idempotency-Key")
 	fs.BoolVar(&opt.AllowRemote, "allow-remote", false, "allow a -url that is not on this machine")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage

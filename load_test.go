@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,9 @@ type fakeCourier struct {
 	*httptest.Server
 	accept   int64
 	received atomic.Int64
+
+	mu   sync.Mutex // guards keys
+	keys []string   // Idempotency-Key of each POST, in order
 }
 
 func newFakeCourier(t *testing.T, accept int64) *fakeCourier {
@@ -26,6 +30,9 @@ func newFakeCourier(t *testing.T, accept int64) *fakeCourier {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /messages", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		f.mu.Lock()
+		f.keys = append(f.keys, r.Header.Get("Idempotency-Key"))
+		f.mu.Unlock()
 		if f.received.Add(1) <= f.accept {
 			w.WriteHeader(http.StatusAccepted)
 			io.WriteString(w, `{"id":"x","status":"queued"}`)
@@ -126,5 +133,23 @@ func TestLoadAgainstNothingFails(t *testing.T) {
 	code := runLoad(context.Background(), []string{"-url", url, "-rate", "50", "-duration", "300ms"}, &out, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "is courier running") {
 		t.Errorf("got exit %d and %q, want 1 asking whether courier runs", code, errOut.String())
+	}
+}
+
+func TestLoadClientRetriesWithTheSameIdempotencyKey(t *testing.T) {
+	fc := newFakeCourier(t, 0)
+	c, err := newLoadClient(loadOptions{URL: fc.URL, Concurrency: 1, Duration: 10 * time.Second, MaxRequests: 6, Retries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.run(context.Background())
+	fc.mu.Lock()
+	keys := fc.keys
+	fc.mu.Unlock()
+	if len(keys) != 6 || keys[0] == "" || keys[0] != keys[1] || keys[1] != keys[2] || keys[3] != keys[5] || keys[2] == keys[3] {
+		t.Errorf("keys: got %v, want three sends of one key, then three of another", keys)
+	}
+	if got.Retries != 4 {
+		t.Errorf("retries: got %d, want 4", got.Retries)
 	}
 }
