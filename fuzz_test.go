@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/facebookgo/clock"
+	"github.com/rs/zerolog"
+)
+
+// newFuzzAPI is the real HTTP API over a real queue, breaker and store,
+// with no senders: what a POST does up to the queue.
+func newFuzzAPI() http.Handler {
+	log := zerolog.Nop()
+	return (&api{log: log, queue: NewQueue(4, 1, log, time.Now),
+		breaker: NewBreaker(5, time.Second, time.Second, clock.New(), log),
+		store:   NewStore(10, time.Now), senders: 1, shuttingDown: new(atomic.Bool), shutdownWait: 1}).routes()
+}
+
+// FuzzPostMessage: whatever arrives, POST /messages answers 202 or a
+// problem+json 4xx/503 with a code; never a panic, never another 5xx.
+func FuzzPostMessage(f *testing.F) {
+	f.Add("application/json", "", []byte(`{"destination":"+34600000000","body":"hi"}`))
+	f.Add("application/json", "k-1", []byte(`{"destination":"a","body":"b","x":1}`))
+	f.Add("", "", []byte(`{"destination":"","body":null}`))
+	f.Add("text/plain", "", []byte(`hello`))
+	f.Add("application/json; charset=utf-8", "key with space", []byte(`[1,2]`))
+	f.Add("application/problem+json", "", []byte(`{"destination":"\u0000","body":"\ud800"} {}`))
+	f.Fuzz(func(t *testing.T, contentType, key string, body []byte) {
+		h := newFuzzAPI()
+		for range 2 { // the second POST exercises the key's replay or conflict path
+			req := httptest.NewRequest(http.MethodPost, "/messages", bytes.NewReader(body))
+			if contentType != "" {
+				req.Header.Set("Content-Type", contentType)
+			}
+			if key != "" {
+				req.Header.Set("Idempotency-Key", key)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			checkFuzzAnswer(t, rec)
+		}
+	})
+}
+
+func checkFuzzAnswer(t *testing.T, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	var got map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatalf("status %d with a body that is not a JSON object: %q", rec.Code, rec.Body.String())
+	}
+	switch rec.Code {
+	case http.StatusAccepted:
+		if id, _ := got["id"].(string); id == "" {
+			t.Fatalf("202 without an id: %v", got)
+		}
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
+		http.StatusUnprocessableEntity, http.StatusServiceUnavailable:
+		if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+			t.Fatalf("%d with Content-Type %q", rec.Code, ct)
+		}
+		if code, _ := got["code"].(string); code == "" || got["status"] != float64(rec.Code) {
+			t.Fatalf("%d problem without its code or status: %v", rec.Code, got)
+		}
+	default:
+		t.Fatalf("unexpected status %d: %s", rec.Code, rec.Body.String())
+	}
+}
+
+// FuzzLoadConfig: any values either make a config that keeps its own rules
+// or are refused with one line naming the variable.
+func FuzzLoadConfig(f *testing.F) {
+	f.Add("9001", "10", "5", "1s", "500ms", "10s", "16", "http://localhost:3000/message")
+	f.Add("0", "1", "0", "1ms", "1ms", "1ms", "1", "")
+	f.Add("-1", "0", "-1", "0", "-1s", "1h1m", "0", "ftp://x")
+	f.Add("65536", "1000001", "1000000", "1", "10m1s", "10m", "1025", "http://[::1")
+	f.Add("  9001 ", "1e3", "0x10", "1.5s", "2h", "1µs", "+4", "http:///message")
+	f.Fuzz(func(t *testing.T, port, max, recovery, timeout, initial, maxBackoff, senders, url string) {
+		env := map[string]string{"PORT": port, "QUEUE_MAX_SIZE": max, "QUEUE_RECOVERY_THRESHOLD": recovery,
+			"MESSAGEAPP_TIMEOUT": timeout, "BREAKER_BACKOFF_INITIAL": initial, "BREAKER_BACKOFF_MAX": maxBackoff,
+			"SENDERS": senders, "MESSAGEAPP_URL": url}
+		cfg, err := loadConfig(func(k string) string { return env[k] })
+		if err != nil {
+			var ce *configError
+			if !errors.As(err, &ce) || ce.Var == "" || ce.Allowed == "" {
+				t.Fatalf("error without a variable: %v", err)
+			}
+			if _, ok := env[ce.Var]; !ok {
+				t.Fatalf("error names %s, which was not among the inputs: %v", ce.Var, err)
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("error message spans lines: %q", err)
+			}
+			return
+		}
+		if cfg.QueueRecovery >= cfg.QueueMaxSize || cfg.QueueMaxSize < 1 || cfg.QueueRecovery < 0 ||
+			cfg.Senders < 1 || cfg.MessageappTimeout <= 0 || cfg.BackoffInitial <= 0 || cfg.BackoffMax < cfg.BackoffInitial ||
+			cfg.Port < 0 || cfg.Port > 65535 {
+			t.Fatalf("accepted a config that breaks its rules: %+v", cfg)
+		}
+	})
+}
