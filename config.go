@@ -34,7 +34,9 @@ type config struct {
 	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" allowed:"one of trace, debug, info, warn, error, fatal, panic, disabled"`
 	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json" allowed:"json or console"`
 
-	listenHost string // not from the environment: empty is every interface; the demo uses loopback
+	// Not from the environment: set by the demo and by tests.
+	listenHost string       // empty is every interface; the demo uses loopback
+	limits     serverLimits // zero means defaultServerLimits
 }
 
 // configError says which variable is wrong, what it held and what would do.

@@ -7,6 +7,7 @@ package main
 // and the shutdown sequence.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -114,15 +115,14 @@ func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(n
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
 	}
+	limits := cmp.Or(cfg.limits, defaultServerLimits)
 	srv := &http.Server{
-		Handler: a.routes(),
-		// Slow or idle clients must not hold connections open for ever: a
-		// header has 5 s to arrive, a whole request (at most 64 KiB) 10 s.
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    32 << 10,
+		Handler:           a.routes(),
+		ReadHeaderTimeout: limits.ReadHeader,
+		ReadTimeout:       limits.Read,
+		WriteTimeout:      limits.Write,
+		IdleTimeout:       limits.Idle,
+		MaxHeaderBytes:    limits.MaxHeaderBytes,
 		// The server's own complaints (bad TLS, accept errors) go to the
 		// structured log instead of stderr.
 		ErrorLog: stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
@@ -189,6 +189,19 @@ func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(n
 		Msg("courier stopped")
 	return runErr
 }
+
+// serverLimits are the HTTP server's timeouts and header limit.
+type serverLimits struct {
+	ReadHeader, Read, Write, Idle time.Duration
+	MaxHeaderBytes                int
+}
+
+// defaultServerLimits keep slow or idle clients from holding connections
+// for ever: a header has 5 s to arrive and may be 32 KiB, a whole request
+// (at most 64 KiB of body) 10 s, an answer 10 s to be written, and an idle
+// keep-alive connection lives 60 s.
+var defaultServerLimits = serverLimits{ReadHeader: 5 * time.Second, Read: 10 * time.Second,
+	Write: 10 * time.Second, Idle: 60 * time.Second, MaxHeaderBytes: 32 << 10}
 
 // clampSeconds turns d into whole seconds for Retry-After, in 1..60.
 func clampSeconds(d time.Duration) int {
