@@ -31,6 +31,7 @@ const (
 	modeError                 // 500 at once
 	modeHang                  // never answers (until the caller gives up)
 	modeSlow                  // 200 OK after the fake's delay
+	modeReset                 // drops the connection without an answer
 )
 
 // fakeMessageapp is an httptest messageapp whose behaviour a test switches,
@@ -86,6 +87,12 @@ func (f *fakeMessageapp) serve(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-f.release:
+		}
+	case modeReset:
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+			}
 		}
 	case modeSlow:
 		select {

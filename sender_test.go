@@ -319,3 +319,25 @@ func TestCountersStayBalancedUnderMixedTraffic(t *testing.T) {
 		t.Errorf("final counters: got %+v, want 320 posts accounted for", st.Messages)
 	}
 }
+
+func TestZeroShutdownTimeoutListsEverythingQueuedAtOnce(t *testing.T) {
+	app := newFakeMessageapp(t, modeHang)
+	env := baseEnv(app.URL())
+	env["SENDERS"] = "1"
+	env["MESSAGEAPP_TIMEOUT"] = "1m"
+	env["SHUTDOWN_TIMEOUT"] = "0s"
+	s := startService(t, env)
+	for i := range 3 {
+		s.post("d", strconv.Itoa(i))
+	}
+	start := time.Now()
+	if code := s.stop(); code != 0 {
+		t.Fatalf("exit code: got %d, want 0", code)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("shutdown took %s with SHUTDOWN_TIMEOUT=0s", took)
+	}
+	if got := s.logs.entries(map[string]any{"event": "undelivered"}); len(got) != 3 {
+		t.Errorf("undelivered lines: got %d, want 3", len(got))
+	}
+}
