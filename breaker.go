@@ -56,12 +56,12 @@ type Breaker struct {
 	state    CircuitState
 	openedAt time.Time     // last time a failure (re)opened the circuit
 	changed  chan struct{} // closed and replaced on every transition
-	onChange func(CircuitState)
+	obs      Observer
 }
 
 // NewBreaker builds a breaker that opens after threshold consecutive
 // failures and stays open for an exponential backoff from initial to max.
-func NewBreaker(threshold int, initial, max time.Duration, clk clock.Clock, log zerolog.Logger) *Breaker {
+func NewBreaker(threshold int, initial, max time.Duration, clk clock.Clock, log zerolog.Logger, obs Observer) *Breaker {
 	return newBreaker(threshold, &backoff.ExponentialBackOff{
 		InitialInterval:     initial,
 		RandomizationFactor: 0,
@@ -69,11 +69,11 @@ func NewBreaker(threshold int, initial, max time.Duration, clk clock.Clock, log 
 		MaxInterval:         max,
 		MaxElapsedTime:      0, // never give up probing
 		Clock:               clk,
-	}, clk, log)
+	}, clk, log, obs)
 }
 
 // newBreaker takes any backoff policy; tests script one.
-func newBreaker(threshold int, policy backoff.BackOff, clk clock.Clock, log zerolog.Logger) *Breaker {
+func newBreaker(threshold int, policy backoff.BackOff, clk clock.Clock, log zerolog.Logger, obs Observer) *Breaker {
 	rb := &recordingBackOff{inner: policy}
 	rb.Reset()
 	b := &Breaker{
@@ -83,6 +83,7 @@ func newBreaker(threshold int, policy backoff.BackOff, clk clock.Clock, log zero
 		log:       log.With().Str("component", "breaker").Logger(),
 		state:     CircuitClosed,
 		changed:   make(chan struct{}),
+		obs:       obs,
 	}
 	b.cb = circuit.NewBreakerWithOptions(&circuit.Options{
 		BackOff:    rb,
@@ -167,9 +168,11 @@ func (b *Breaker) transition(to CircuitState) {
 	case CircuitClosed:
 		b.log.Info().Str("event", "circuit_closed").Msg("circuit closed: messageapp answers again")
 	}
-	if b.onChange != nil {
-		b.onChange(to)
+	var openFor time.Duration
+	if to == CircuitOpen {
+		openFor = b.backoff.current()
 	}
+	b.obs.CircuitChanged(to, openFor)
 }
 
 // State returns the current state and a channel closed at the next change.

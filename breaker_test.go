@@ -24,7 +24,7 @@ func newTestBreaker(threshold int, initial, max time.Duration) (*Breaker, *clock
 	clk := clock.NewMock()
 	clk.Add(time.Hour) // away from the zero time the library stores as "never failed"
 	logs := &logBuffer{}
-	return NewBreaker(threshold, initial, max, clk, zerolog.New(logs)), clk, logs
+	return NewBreaker(threshold, initial, max, clk, zerolog.New(logs), observers(nil)), clk, logs
 }
 
 func trip(t *testing.T, b *Breaker, n int) {
@@ -197,7 +197,7 @@ func TestSuccessfulProbeClosesEvenWhenTheLibraryWouldStayOpen(t *testing.T) {
 
 	clk2 := clock.NewMock()
 	clk2.Add(time.Hour)
-	b := newBreaker(1, script(), clk2, zerolog.Nop())
+	b := newBreaker(1, script(), clk2, zerolog.Nop(), observers(nil))
 	trip(t, b, 1)
 	clk2.Add(150 * time.Millisecond)
 	if err := b.Call(context.Background(), succeeding, always); err != nil {

@@ -7,21 +7,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/facebookgo/clock"
 	"github.com/rs/zerolog"
 )
 
 // newFuzzAPI is the real HTTP API over a real queue, breaker and store,
 // with no senders: what a POST does up to the queue.
 func newFuzzAPI() http.Handler {
-	log := zerolog.Nop()
-	return (&api{log: log, queue: NewQueue(4, 1, log, time.Now),
-		breaker: NewBreaker(5, time.Second, time.Second, clock.New(), log),
-		store:   NewStore(10, time.Now), senders: 1, shuttingDown: new(atomic.Bool), shutdownWait: 1}).routes()
+	cfg, _ := loadConfig(func(k string) string {
+		return map[string]string{"QUEUE_MAX_SIZE": "4", "QUEUE_RECOVERY_THRESHOLD": "1"}[k]
+	})
+	return newAPI(cfg, zerolog.Nop()).routes()
 }
 
 // FuzzPostMessage: whatever arrives, POST /messages answers 202 or a

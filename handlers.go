@@ -33,17 +33,29 @@ type api struct {
 	senders      int
 	shuttingDown *atomic.Bool
 	shutdownWait int // Retry-After seconds while shutting down
+	obs          Observer
+	hub          *Hub
+	metrics      *Metrics
 }
 
 // routes is the whole API surface.
 func (a *api) routes() http.Handler {
 	r := httprouter.New()
-	r.POST("/messages", a.handlePostMessage())
-	r.GET("/messages", a.handleListMessages())
-	r.GET("/messages/:id", a.handleGetMessage())
-	r.GET("/status", a.handleStatus())
-	r.GET("/healthz", a.handleHealthz())
-	r.GET("/readyz", a.handleReadyz())
+	// Each API route's duration is measured, labelled by its pattern.
+	measured := func(method, route string, h httprouter.Handle) {
+		r.Handler(method, route, a.metrics.instrument(route, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			h(w, req, httprouter.ParamsFromContext(req.Context()))
+		})))
+	}
+	measured(http.MethodPost, "/messages", a.handlePostMessage())
+	measured(http.MethodGet, "/messages", a.handleListMessages())
+	measured(http.MethodGet, "/messages/:id", a.handleGetMessage())
+	measured(http.MethodGet, "/status", a.handleStatus())
+	measured(http.MethodGet, "/healthz", a.handleHealthz())
+	measured(http.MethodGet, "/readyz", a.handleReadyz())
+	r.GET("/", a.handleDashboard())
+	r.GET("/events", a.handleEvents())
+	r.Handler(http.MethodGet, "/metrics", a.metrics.Handler())
 
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		a.writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path), nil)
@@ -290,6 +302,7 @@ func describe(problems []fieldProblem) string {
 
 func (a *api) rejectShuttingDown(w http.ResponseWriter) {
 	a.store.Reject()
+	a.obs.Rejected("shutting_down")
 	w.Header().Set("Retry-After", strconv.Itoa(a.shutdownWait))
 	a.writeProblem(w, http.StatusServiceUnavailable, "shutting_down",
 		"courier is shutting down and accepts no new messages; retry later or on another instance",
@@ -298,6 +311,7 @@ func (a *api) rejectShuttingDown(w http.ResponseWriter) {
 
 func (a *api) rejectQueueFull(w http.ResponseWriter) {
 	a.store.Reject()
+	a.obs.Rejected("queue_full")
 	q, c := a.queueStatus(), a.circuitStatus()
 	wait := retryAfter(q.Depth, q.RecoveryThreshold, a.queue.DrainRate(), a.breaker.OpenLeft())
 	detail := fmt.Sprintf("the queue is full (%d of %d); enqueueing resumes at %d or below", q.Depth, q.MaxSize, q.RecoveryThreshold)
@@ -384,10 +398,15 @@ func (a *api) circuitStatus() circuitStatus {
 	return circuitStatus{State: state, ConsecutiveFailures: a.breaker.ConsecutiveFailures()}
 }
 
+// snapshot is the body of GET /status, also read by metrics and the dashboard.
+func (a *api) snapshot() statusResponse {
+	return statusResponse{Queue: a.queueStatus(), Circuit: a.circuitStatus(),
+		Messages: a.store.Counts(), Senders: a.senders}
+}
+
 func (a *api) handleStatus() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-		writeJSON(w, http.StatusOK, statusResponse{Queue: a.queueStatus(), Circuit: a.circuitStatus(),
-			Messages: a.store.Counts(), Senders: a.senders})
+		writeJSON(w, http.StatusOK, a.snapshot())
 	}
 }
 

@@ -99,17 +99,11 @@ func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(n
 			Msg("MESSAGEAPP_URL is unset: using the built-in messageapp simulator (healthy 20s, degraded 10s, in turn); " +
 				"set MESSAGEAPP_URL to use a real messageapp")
 	}
-	store := NewStore(cfg.MessagesRetained, time.Now)
-	queue := NewQueue(cfg.QueueMaxSize, cfg.QueueRecovery, log, time.Now)
-	breaker := NewBreaker(cfg.BreakerThreshold, cfg.BackoffInitial, cfg.BackoffMax, clock.New(), log)
+	a := newAPI(cfg, log)
+	queue, store, shuttingDown := a.queue, a.store, a.shuttingDown
 	client := newMessageappClient(cfg.MessageappURL, cfg.MessageappTimeout, cfg.Senders)
 	defer client.Close()
-	senders := NewSenders(cfg.Senders, cfg.MaxAttempts, queue, breaker, store, client, log)
-
-	var shuttingDown atomic.Bool
-	a := &api{log: log.With().Str("component", "http").Logger(), queue: queue, breaker: breaker,
-		store: store, senders: cfg.Senders, shuttingDown: &shuttingDown,
-		shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
+	senders := NewSenders(cfg.Senders, cfg.MaxAttempts, queue, a.breaker, store, client, log, a.obs)
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenHost, strconv.Itoa(cfg.Port)))
 	if err != nil {
@@ -132,12 +126,16 @@ func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(n
 	sendCtx, stopSenders := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSenders()
 	senders.Start(sendCtx)
+	stopHub := make(chan struct{})
+	go a.hub.Run(stopHub)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
+		Str("dashboard", "http://localhost:"+port+"/").
 		Str("messageapp_url", cfg.MessageappURL).Int("queue_max_size", cfg.QueueMaxSize).
 		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders).
-		Msg("courier is listening")
+		Msg("courier is listening; the live dashboard is at the dashboard URL")
 	if listening != nil {
 		listening(ln.Addr())
 	}
@@ -167,8 +165,10 @@ func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(n
 		<-drained
 	}
 
-	// In-flight requests get a last moment to finish; POSTs among them were
-	// already answered 503 shutting_down.
+	// Event streams end, then in-flight requests get a last moment to
+	// finish; POSTs among them were already answered 503 shutting_down.
+	close(stopHub)
+	<-a.hub.done
 	httpCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := srv.Shutdown(httpCtx); err != nil {
@@ -202,6 +202,20 @@ type serverLimits struct {
 // keep-alive connection lives 60 s.
 var defaultServerLimits = serverLimits{ReadHeader: 5 * time.Second, Read: 10 * time.Second,
 	Write: 10 * time.Second, Idle: 60 * time.Second, MaxHeaderBytes: 32 << 10}
+
+// newAPI builds the store, queue, breaker, metrics and dashboard hub the
+// API serves. Metrics and the hub read state through a.snapshot and hear
+// transitions and attempts as observers.
+func newAPI(cfg config, log zerolog.Logger) *api {
+	a := &api{log: log.With().Str("component", "http").Logger(), store: NewStore(cfg.MessagesRetained, time.Now),
+		senders: cfg.Senders, shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
+	a.metrics = NewMetrics(cfg.MessageappTimeout, a.snapshot)
+	a.hub = NewHub(cmp.Or(cfg.snapEvery, time.Second), a.snapshot)
+	a.obs = observers{a.metrics, a.hub}
+	a.queue = NewQueue(cfg.QueueMaxSize, cfg.QueueRecovery, log, a.obs, time.Now)
+	a.breaker = NewBreaker(cfg.BreakerThreshold, cfg.BackoffInitial, cfg.BackoffMax, clock.New(), log, a.obs)
+	return a
+}
 
 // clampSeconds turns d into whole seconds for Retry-After, in 1..60.
 func clampSeconds(d time.Duration) int {

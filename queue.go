@@ -34,6 +34,7 @@ type Queue struct {
 	max      int
 	recovery int
 	log      zerolog.Logger
+	obs      Observer
 	now      func() time.Time
 
 	accepting atomic.Bool // read without the lock by the cheap reject path
@@ -48,12 +49,13 @@ type Queue struct {
 
 // NewQueue makes a queue that holds at most max deliveries and accepts again
 // at recovery or below.
-func NewQueue(max, recovery int, log zerolog.Logger, now func() time.Time) *Queue {
+func NewQueue(max, recovery int, log zerolog.Logger, obs Observer, now func() time.Time) *Queue {
 	q := &Queue{
 		ch:       make(chan *Delivery, max),
 		max:      max,
 		recovery: recovery,
 		log:      log.With().Str("component", "queue").Logger(),
+		obs:      obs,
 		now:      now,
 		drained:  make(chan struct{}),
 	}
@@ -102,6 +104,7 @@ func (q *Queue) checkFull() {
 		q.log.Warn().Str("event", "enqueueing_disabled").Int("depth", depth).
 			Int("max_size", q.max).Int("recovery_threshold", q.recovery).
 			Msg("queue full: rejecting new messages")
+		q.obs.QueueChanged(false, depth)
 	}
 }
 
@@ -143,6 +146,7 @@ func (q *Queue) took() {
 		q.log.Info().Str("event", "enqueueing_enabled").Int("depth", depth).
 			Int("max_size", q.max).Int("recovery_threshold", q.recovery).
 			Msg("queue drained: accepting messages again")
+		q.obs.QueueChanged(true, depth)
 	}
 }
 

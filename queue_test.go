@@ -14,7 +14,7 @@ import (
 
 func newTestQueue(max, recovery int) (*Queue, *logBuffer) {
 	logs := &logBuffer{}
-	return NewQueue(max, recovery, zerolog.New(logs), time.Now), logs
+	return NewQueue(max, recovery, zerolog.New(logs), observers(nil), time.Now), logs
 }
 
 func offer(q *Queue, id string) bool { return q.Offer(&Delivery{ID: id}, func() bool { return true }) }

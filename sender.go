@@ -131,6 +131,7 @@ type Senders struct {
 	client      *messageappClient
 	log         zerolog.Logger
 	openLog     zerolog.Logger // breaker_open lines, at most one per second
+	obs         Observer
 
 	// probe is a one-slot semaphore: while the circuit is not closed, only
 	// the sender holding it may keep a message out of the queue.
@@ -143,12 +144,13 @@ type Senders struct {
 const minOpenPoll = 5 * time.Millisecond
 
 // NewSenders builds a pool of n senders.
-func NewSenders(n, maxAttempts int, q *Queue, b *Breaker, s *Store, c *messageappClient, log zerolog.Logger) *Senders {
+func NewSenders(n, maxAttempts int, q *Queue, b *Breaker, s *Store, c *messageappClient, log zerolog.Logger, obs Observer) *Senders {
 	l := log.With().Str("component", "sender").Logger()
 	return &Senders{
 		n: n, maxAttempts: maxAttempts, queue: q, breaker: b, store: s, client: c, log: l,
 		openLog: l.Sample(&zerolog.BurstSampler{Burst: 1, Period: time.Second}),
 		probe:   make(chan struct{}, 1),
+		obs:     obs,
 	}
 }
 
@@ -317,14 +319,17 @@ func (p *Senders) attempt(ctx context.Context, d *Delivery) (Outcome, *AttemptEr
 	var se *sendError
 	switch {
 	case err == nil:
+		p.obs.Attempted(OutcomeSent, elapsed)
 		p.log.Info().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeSent)).
 			Int64("duration_ms", elapsed.Milliseconds()).Msg("delivered to messageapp")
 		return OutcomeSent, nil
 	case errors.Is(err, ErrCircuitOpen):
+		p.obs.Attempted(OutcomeBreakerOpen, elapsed)
 		p.openLog.Warn().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeBreakerOpen)).
 			Int64("duration_ms", elapsed.Milliseconds()).Msg("circuit open: message kept for a later probe")
 		return OutcomeBreakerOpen, nil
 	case errors.As(err, &se):
+		p.obs.Attempted(se.Outcome, elapsed)
 		ev := p.log.Error().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(se.Outcome)).
 			Int64("duration_ms", elapsed.Milliseconds()).Str("error", se.Detail)
 		if se.Status != 0 {

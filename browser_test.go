@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browserPath finds Chromium. Without one the test is skipped, unless
+// COURIER_REQUIRE_BROWSER=1 (as in CI), where it fails.
+func browserPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("COURIER_REQUIRE_BROWSER") == "1" {
+		t.Fatal("no Chromium found and COURIER_REQUIRE_BROWSER=1 (apt-get install chromium)")
+	}
+	t.Skip("no Chromium found: apt-get install chromium to run the dashboard test")
+	return ""
+}
+
+// artifactDir is where the test leaves its screenshot.
+func artifactDir(t *testing.T) string {
+	dir := os.Getenv("COURIER_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "courier-artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestDashboardShowsAnOutageInARealBrowser(t *testing.T) {
+	chrome := browserPath(t)
+	app := newFakeMessageapp(t, modeOK)
+	env := baseEnv(app.URL())
+	env["BREAKER_BACKOFF_INITIAL"] = "200ms"
+	env["BREAKER_BACKOFF_MAX"] = "200ms"
+	s := startService(t, env)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1300, 1500),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	// The first action starts the browser on ctx; later waits get their
+	// own deadlines, derived from it.
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.url+"/")); err != nil {
+		t.Fatalf("open the dashboard: %v", err)
+	}
+	waitFor := func(what string, selector chromedp.CSS) {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		if err := chromedp.Do(wctx, chromedp.WaitVisible(selector)); err != nil {
+			t.Fatalf("the dashboard never showed %s (%s): %v", what, selector, err)
+		}
+	}
+	text := func(selector chromedp.CSS) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(selector))
+		if err != nil {
+			t.Fatalf("read %s: %v", selector, err)
+		}
+		return v
+	}
+
+	waitFor("the stream connected", `#conn[data-live="true"]`)
+	waitFor("a closed circuit", `#circuit-state[data-state="closed"]`)
+
+	// The outage: messageapp fails, the circuit opens, the queue fills.
+	app.set(modeError)
+	for i := 0; i < 100 && s.status().Queue.Accepting; i++ {
+		s.post("d", strconv.Itoa(i))
+	}
+	s.post("d", "rejected") // one 503 for the counters
+	waitFor("the circuit open", `#circuit-state[data-state="open"]`)
+	waitFor("the queue rejecting", `#accepting[data-accepting="false"]`)
+	waitFor("the circuit_open transition", `#events li[data-event="circuit_open"]`)
+	waitFor("the enqueueing_disabled transition", `#events li[data-event="enqueueing_disabled"]`)
+	eventually(t, 5*time.Second, "the page to show the queue full at 10", func() bool {
+		return text("#queue-depth") == "10" && text("#queue-max") == "10" && text("#accepting") == "REJECTING (503)"
+	})
+	// Let a snapshot or two draw the charts before the picture.
+	eventually(t, 5*time.Second, "the counters to show the accepted messages", func() bool {
+		return text("#c-accepted") != "0" && text("#c-rejected") != "0"
+	})
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	shot := filepath.Join(artifactDir(t), "dashboard-outage.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the outage: %s", shot)
+
+	// Recovery: the next probe succeeds, the queue drains.
+	app.set(modeOK)
+	waitFor("the circuit closed again", `#circuit-state[data-state="closed"]`)
+	waitFor("the queue accepting again", `#accepting[data-accepting="true"]`)
+	waitFor("the enqueueing_enabled transition", `#events li[data-event="enqueueing_enabled"]`)
+}

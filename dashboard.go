@@ -1,0 +1,239 @@
+package main
+
+// dashboard.go is what people look at: GET /events, a server-sent event
+// stream of one status snapshot per second plus every transition as it
+// happens, and GET /, a self-contained page (embedded, no CDN) that draws
+// that stream as live charts.
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+)
+
+//go:embed dashboard.html
+var dashboardHTML []byte
+
+// Hub keeps the recent history and fans it out to every /events stream.
+type Hub struct {
+	interval time.Duration
+	snapshot func() statusResponse
+	done     chan struct{} // closed when Run returns; streams end
+
+	// mu guards everything below.
+	mu        sync.Mutex
+	subs      map[chan sseMessage]struct{}
+	snapshots []Snapshot   // the last historyLen, oldest first
+	events    []Transition // the last eventsLen, oldest first
+	outcomes  map[Outcome]int
+	rejected  int
+}
+
+// How much history a new stream starts with: five minutes of snapshots
+// at one per second, and the last fifty transitions.
+const (
+	historyLen = 300
+	eventsLen  = 50
+	subBuffer  = 64 // messages a slow stream may fall behind before it is dropped
+)
+
+// Snapshot is one point of the dashboard's charts: the status and what
+// happened per second since the previous snapshot.
+type Snapshot struct {
+	Time      time.Time          `json:"time"`
+	Status    statusResponse     `json:"status"`
+	PerSecond map[string]float64 `json:"per_second"`
+}
+
+// Transition is a queue or circuit change, as its log line says it.
+type Transition struct {
+	Time    time.Time `json:"time"`
+	Event   string    `json:"event"`
+	Depth   *int      `json:"depth,omitempty"`
+	OpenFor string    `json:"open_for,omitempty"`
+}
+
+type sseMessage struct {
+	event string
+	data  []byte
+}
+
+// NewHub makes a hub that snapshots every interval once Run is called.
+func NewHub(interval time.Duration, snapshot func() statusResponse) *Hub {
+	return &Hub{interval: interval, snapshot: snapshot, done: make(chan struct{}),
+		subs: map[chan sseMessage]struct{}{}, outcomes: map[Outcome]int{}}
+}
+
+// Run takes a snapshot every interval until stop is closed, then ends
+// every stream.
+func (h *Hub) Run(stop <-chan struct{}) {
+	defer close(h.done)
+	tick := time.NewTicker(h.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			h.tick(now)
+		}
+	}
+}
+
+func (h *Hub) tick(now time.Time) {
+	st := h.snapshot()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	secs := h.interval.Seconds()
+	per := map[string]float64{"rejected": float64(h.rejected) / secs}
+	for _, o := range []Outcome{OutcomeSent, OutcomeMessageappError, OutcomeUnreachable, OutcomeTimeout, OutcomeBreakerOpen} {
+		per[string(o)] = float64(h.outcomes[o]) / secs
+	}
+	clear(h.outcomes)
+	h.rejected = 0
+	s := Snapshot{Time: now, Status: st, PerSecond: per}
+	h.snapshots = appendBounded(h.snapshots, s, historyLen)
+	h.broadcast("snapshot", s)
+}
+
+// broadcast sends to every stream; a stream too slow to keep up is
+// dropped rather than allowed to hold courier back. Callers hold mu.
+func (h *Hub) broadcast(event string, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	for ch := range h.subs {
+		select {
+		case ch <- sseMessage{event, data}:
+		default:
+			delete(h.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+func (h *Hub) transition(t Transition) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = appendBounded(h.events, t, eventsLen)
+	h.broadcast("transition", t)
+}
+
+// QueueChanged publishes an enqueueing transition.
+func (h *Hub) QueueChanged(accepting bool, depth int) {
+	ev := "enqueueing_disabled"
+	if accepting {
+		ev = "enqueueing_enabled"
+	}
+	h.transition(Transition{Time: time.Now(), Event: ev, Depth: &depth})
+}
+
+// CircuitChanged publishes a circuit transition.
+func (h *Hub) CircuitChanged(to CircuitState, openFor time.Duration) {
+	t := Transition{Time: time.Now(), Event: "circuit_" + string(to)}
+	if openFor > 0 {
+		t.OpenFor = openFor.String()
+	}
+	h.transition(t)
+}
+
+// Attempted counts an attempt for the next snapshot.
+func (h *Hub) Attempted(outcome Outcome, _ time.Duration) {
+	h.mu.Lock()
+	h.outcomes[outcome]++
+	h.mu.Unlock()
+}
+
+// Rejected counts a 503 for the next snapshot.
+func (h *Hub) Rejected(string) {
+	h.mu.Lock()
+	h.rejected++
+	h.mu.Unlock()
+}
+
+// history is what a new stream starts with.
+type history struct {
+	IntervalMS int64        `json:"interval_ms"`
+	Snapshots  []Snapshot   `json:"snapshots"`
+	Events     []Transition `json:"events"`
+}
+
+// subscribe registers a stream and returns its channel and the history so far.
+func (h *Hub) subscribe() (chan sseMessage, history) {
+	ch := make(chan sseMessage, subBuffer)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.subs[ch] = struct{}{}
+	return ch, history{IntervalMS: h.interval.Milliseconds(),
+		Snapshots: append([]Snapshot{}, h.snapshots...), Events: append([]Transition{}, h.events...)}
+}
+
+func (h *Hub) unsubscribe(ch chan sseMessage) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.subs[ch]; ok {
+		delete(h.subs, ch)
+		close(ch)
+	}
+}
+
+func appendBounded[T any](s []T, v T, n int) []T {
+	s = append(s, v)
+	if len(s) > n {
+		s = append(s[:0], s[len(s)-n:]...)
+	}
+	return s
+}
+
+// handleEvents streams the hub as server-sent events: `history` first,
+// then a `snapshot` per interval and a `transition` per change.
+func (a *api) handleEvents() httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		rc := http.NewResponseController(w)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Accel-Buffering", "no")
+		ch, hist := a.hub.subscribe()
+		defer a.hub.unsubscribe(ch)
+
+		// The server's WriteTimeout is for ordinary answers; a stream
+		// pushes its deadline forward at every write instead.
+		send := func(event string, data []byte) bool {
+			_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data); err != nil {
+				return false
+			}
+			return rc.Flush() == nil
+		}
+		data, _ := json.Marshal(hist)
+		if !send("history", data) {
+			return
+		}
+		for {
+			select {
+			case m, ok := <-ch:
+				if !ok || !send(m.event, m.data) {
+					return
+				}
+			case <-r.Context().Done():
+				return
+			case <-a.hub.done:
+				return
+			}
+		}
+	}
+}
+
+func (a *api) handleDashboard() httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(dashboardHTML)
+	}
+}

@@ -1,0 +1,184 @@
+package main
+
+// metrics.go exposes courier on GET /metrics in the Prometheus text format:
+// the state of the queue, the circuit and the messages (read from a status
+// snapshot at scrape time), counters and histograms fed as an Observer,
+// and the standard Go and process collectors.
+
+import (
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics owns courier's Prometheus registry.
+type Metrics struct {
+	registry           *prometheus.Registry
+	queueTransitions   *prometheus.CounterVec
+	circuitTransitions *prometheus.CounterVec
+	attempts           *prometheus.CounterVec
+	attemptDuration    prometheus.Histogram
+	rejected           *prometheus.CounterVec
+	httpDuration       *prometheus.HistogramVec
+}
+
+// NewMetrics registers every courier metric; state comes from snapshot,
+// read once per scrape. timeout places the attempt-duration buckets so the
+// deadline is visible.
+func NewMetrics(timeout time.Duration, snapshot func() statusResponse) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		queueTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "courier_queue_transitions_total",
+			Help: "Times enqueueing was switched, by direction (disabled at the max size, enabled at the recovery threshold).",
+		}, []string{"direction"}),
+		circuitTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "courier_circuit_transitions_total",
+			Help: "Circuit breaker transitions, by the state entered.",
+		}, []string{"state"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "courier_attempts_total",
+			Help: "Attempts to deliver a message, by outcome (breaker_open: refused by the open circuit, nothing sent).",
+		}, []string{"outcome"}),
+		attemptDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "courier_attempt_duration_seconds",
+			Help:    "Duration of calls to messageapp; timeouts pile up in the bucket of MESSAGEAPP_TIMEOUT.",
+			Buckets: attemptBuckets(timeout),
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "courier_messages_rejected_total",
+			Help: "POST /messages answered 503, by problem code.",
+		}, []string{"code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "courier_http_request_duration_seconds",
+			Help:    "Duration of HTTP requests served, by route and status code.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"route", "code"}),
+	}
+	for _, o := range []Outcome{OutcomeSent, OutcomeMessageappError, OutcomeUnreachable, OutcomeTimeout, OutcomeBreakerOpen} {
+		m.attempts.WithLabelValues(string(o))
+	}
+	for _, c := range []string{"queue_full", "shutting_down"} {
+		m.rejected.WithLabelValues(c)
+	}
+	for _, d := range []string{"disabled", "enabled"} {
+		m.queueTransitions.WithLabelValues(d)
+	}
+	for _, s := range []CircuitState{CircuitOpen, CircuitHalfOpen, CircuitClosed} {
+		m.circuitTransitions.WithLabelValues(string(s))
+	}
+	m.registry.MustRegister(
+		m.queueTransitions, m.circuitTransitions, m.attempts, m.attemptDuration, m.rejected, m.httpDuration,
+		stateCollector{snapshot},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// attemptBuckets are a few absolute fast buckets and a fine grid around
+// the timeout.
+func attemptBuckets(timeout time.Duration) []float64 {
+	t := timeout.Seconds()
+	b := []float64{.001, .005, .01, .025, .05, .1, .25}
+	for _, f := range []float64{0.5, 0.75, 0.9, 0.95, 1, 1.05, 1.25, 1.5, 2} {
+		b = append(b, f*t)
+	}
+	slices.Sort(b)
+	return slices.Compact(b)
+}
+
+// Handler serves the registry.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// instrument records the duration of each request to route.
+func (m *Metrics) instrument(route string, h http.Handler) http.Handler {
+	return promhttp.InstrumentHandlerDuration(m.httpDuration.MustCurryWith(prometheus.Labels{"route": route}), h)
+}
+
+// QueueChanged counts an enqueueing transition.
+func (m *Metrics) QueueChanged(accepting bool, _ int) {
+	dir := "disabled"
+	if accepting {
+		dir = "enabled"
+	}
+	m.queueTransitions.WithLabelValues(dir).Inc()
+}
+
+// CircuitChanged counts a circuit transition.
+func (m *Metrics) CircuitChanged(to CircuitState, _ time.Duration) {
+	m.circuitTransitions.WithLabelValues(string(to)).Inc()
+}
+
+// Attempted counts an attempt and, if messageapp was called, its duration.
+func (m *Metrics) Attempted(outcome Outcome, took time.Duration) {
+	m.attempts.WithLabelValues(string(outcome)).Inc()
+	if outcome != OutcomeBreakerOpen {
+		m.attemptDuration.Observe(took.Seconds())
+	}
+}
+
+// Rejected counts a 503.
+func (m *Metrics) Rejected(code string) { m.rejected.WithLabelValues(code).Inc() }
+
+// stateCollector turns one status snapshot per scrape into gauges and the
+// message counters, so they agree with each other and with GET /status.
+type stateCollector struct{ snapshot func() statusResponse }
+
+var (
+	descDepth       = prometheus.NewDesc("courier_queue_depth", "Messages waiting in the queue.", nil, nil)
+	descMaxSize     = prometheus.NewDesc("courier_queue_max_size", "Queue depth at which enqueueing is disabled (QUEUE_MAX_SIZE).", nil, nil)
+	descRecovery    = prometheus.NewDesc("courier_queue_recovery_threshold", "Queue depth at or below which enqueueing is enabled again (QUEUE_RECOVERY_THRESHOLD).", nil, nil)
+	descAccepting   = prometheus.NewDesc("courier_queue_accepting", "1 while POST /messages is accepted, 0 while it is answered 503.", nil, nil)
+	descCircuit     = prometheus.NewDesc("courier_circuit_state", "1 for the circuit's current state, 0 for the others.", []string{"state"}, nil)
+	descConsecutive = prometheus.NewDesc("courier_circuit_consecutive_failures", "Failures since the last success.", nil, nil)
+	descAccepted    = prometheus.NewDesc("courier_messages_accepted_total", "Messages accepted (202).", nil, nil)
+	descFinished    = prometheus.NewDesc("courier_messages_finished_total", "Messages that reached a final status, by status.", []string{"status"}, nil)
+	descPending     = prometheus.NewDesc("courier_messages_pending", "Accepted messages not yet final, by status.", []string{"status"}, nil)
+)
+
+// Describe sends every descriptor.
+func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDepth, descMaxSize, descRecovery, descAccepting, descCircuit,
+		descConsecutive, descAccepted, descFinished, descPending} {
+		ch <- d
+	}
+}
+
+// Collect reads one snapshot and reports it.
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.snapshot()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descDepth, float64(st.Queue.Depth))
+	gauge(descMaxSize, float64(st.Queue.MaxSize))
+	gauge(descRecovery, float64(st.Queue.RecoveryThreshold))
+	gauge(descAccepting, boolFloat(st.Queue.Accepting))
+	for _, s := range []CircuitState{CircuitClosed, CircuitOpen, CircuitHalfOpen} {
+		gauge(descCircuit, boolFloat(st.Circuit.State == s), string(s))
+	}
+	gauge(descConsecutive, float64(st.Circuit.ConsecutiveFailures))
+	counter(descAccepted, st.Messages.Accepted)
+	counter(descFinished, st.Messages.Sent, string(StatusSent))
+	counter(descFinished, st.Messages.Failed, string(StatusFailed))
+	counter(descFinished, st.Messages.Timeout, string(StatusTimeout))
+	gauge(descPending, float64(st.Messages.Queued), string(StatusQueued))
+	gauge(descPending, float64(st.Messages.Sending), string(StatusSending))
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
