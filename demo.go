@@ -216,6 +216,7 @@ func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 	case err := <-svcErr:
 		return false, err
 	}
+	w.printf("watch it live: open %s/ in a browser", courierURL)
 
 	load, err := newLoadClient(loadOptions{URL: courierURL, Rate: demoRate, Duration: time.Minute, MaxRequests: 100_000})
 	if err != nil {
