@@ -79,22 +79,31 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // problem is an RFC 9457 problem details body with courier's stable code
-// and any extension members in extra.
-type problem map[string]any
+// and the extension members some problems carry. A struct, not a map:
+// the reject path is hot under overload, and maps encode slowly.
+type problem struct {
+	Type              string         `json:"type"`
+	Title             string         `json:"title"`
+	Status            int            `json:"status"`
+	Detail            string         `json:"detail"`
+	Code              string         `json:"code"`
+	Errors            []fieldProblem `json:"errors,omitempty"`
+	ID                string         `json:"id,omitempty"`
+	RetryAfterSeconds int            `json:"retry_after_seconds,omitempty"`
+	Queue             *queueStatus   `json:"queue,omitempty"`
+	Circuit           *circuitStatus `json:"circuit,omitempty"`
+}
 
-// writeProblem answers with a problem+json body. 5xx answers other than
-// the deliberate 503s are logged at error level.
-func (a *api) writeProblem(w http.ResponseWriter, status int, code, detail string, extra problem) {
-	body := problem{
-		"type":   "urn:courier:problem:" + code,
-		"title":  http.StatusText(status),
-		"status": status,
-		"detail": detail,
-		"code":   code,
+// writeProblem answers with a problem+json body; extra, if any, carries the
+// extension members. 5xx answers other than the deliberate 503s are logged
+// at error level.
+func (a *api) writeProblem(w http.ResponseWriter, status int, code, detail string, extra *problem) {
+	var body problem
+	if extra != nil {
+		body = *extra
 	}
-	for k, v := range extra {
-		body[k] = v
-	}
+	body.Type, body.Title, body.Status, body.Detail, body.Code =
+		"urn:courier:problem:"+code, http.StatusText(status), status, detail, code
 	if status >= 500 && status != http.StatusServiceUnavailable {
 		a.log.Error().Int("status", status).Str("code", code).Msg(detail)
 	}
@@ -138,7 +147,7 @@ func (a *api) handlePostMessage() httprouter.Handle {
 		if key != "" && !validIdempotencyKey(key) {
 			a.writeProblem(w, http.StatusBadRequest, "invalid_request",
 				"Idempotency-Key must be 1 to 255 visible ASCII characters",
-				problem{"errors": []fieldProblem{{Field: "Idempotency-Key", Detail: "must be 1 to 255 visible ASCII characters"}}})
+				&problem{Errors: []fieldProblem{{Field: "Idempotency-Key", Detail: "must be 1 to 255 visible ASCII characters"}}})
 			return
 		}
 		if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
@@ -158,7 +167,7 @@ func (a *api) handlePostMessage() httprouter.Handle {
 		}
 		if len(problems) > 0 {
 			a.writeProblem(w, http.StatusBadRequest, "invalid_request", describe(problems),
-				problem{"errors": problems})
+				&problem{Errors: problems})
 			return
 		}
 
@@ -185,7 +194,7 @@ func (a *api) handlePostMessage() httprouter.Handle {
 		case use == KeyConflict:
 			a.writeProblem(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
 				fmt.Sprintf("Idempotency-Key %q was used for message %s with a different destination or body", key, firstID),
-				problem{"id": firstID})
+				&problem{ID: firstID})
 			return
 		case !accepted && a.shuttingDown.Load():
 			a.rejectShuttingDown(w)
@@ -306,7 +315,7 @@ func (a *api) rejectShuttingDown(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", strconv.Itoa(a.shutdownWait))
 	a.writeProblem(w, http.StatusServiceUnavailable, "shutting_down",
 		"courier is shutting down and accepts no new messages; retry later or on another instance",
-		problem{"retry_after_seconds": a.shutdownWait})
+		&problem{RetryAfterSeconds: a.shutdownWait})
 }
 
 func (a *api) rejectQueueFull(w http.ResponseWriter) {
@@ -320,7 +329,7 @@ func (a *api) rejectQueueFull(w http.ResponseWriter) {
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(wait))
 	a.writeProblem(w, http.StatusServiceUnavailable, "queue_full", detail,
-		problem{"retry_after_seconds": wait, "queue": q, "circuit": c})
+		&problem{RetryAfterSeconds: wait, Queue: &q, Circuit: &c})
 }
 
 func (a *api) handleGetMessage() httprouter.Handle {
@@ -350,7 +359,7 @@ func (a *api) handleListMessages() httprouter.Handle {
 			if err != nil || n < 1 || n > 1000 {
 				a.writeProblem(w, http.StatusBadRequest, "invalid_request",
 					fmt.Sprintf("limit %q must be a whole number from 1 to 1000", s),
-					problem{"errors": []fieldProblem{{Field: "limit", Detail: "must be a whole number from 1 to 1000"}}})
+					&problem{Errors: []fieldProblem{{Field: "limit", Detail: "must be a whole number from 1 to 1000"}}})
 				return
 			}
 			limit = n
@@ -359,7 +368,7 @@ func (a *api) handleListMessages() httprouter.Handle {
 		if status != "" && !validStatus(status) {
 			a.writeProblem(w, http.StatusBadRequest, "invalid_request",
 				fmt.Sprintf("status %q must be one of queued, sending, sent, failed, timeout", status),
-				problem{"errors": []fieldProblem{{Field: "status", Detail: "must be one of queued, sending, sent, failed, timeout"}}})
+				&problem{Errors: []fieldProblem{{Field: "status", Detail: "must be one of queued, sending, sent, failed, timeout"}}})
 			return
 		}
 		writeJSON(w, http.StatusOK, listMessagesResponse{Messages: a.store.List(limit, status)})

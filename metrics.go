@@ -8,6 +8,8 @@ package main
 import (
 	"net/http"
 	"slices"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +26,10 @@ type Metrics struct {
 	attemptDuration    prometheus.Histogram
 	rejected           *prometheus.CounterVec
 	httpDuration       *prometheus.HistogramVec
+
+	// Series resolved once, so the hot paths skip the label lookup.
+	attemptsBy map[Outcome]prometheus.Counter
+	rejectedBy map[string]prometheus.Counter
 }
 
 // NewMetrics registers every courier metric; state comes from snapshot,
@@ -59,11 +65,13 @@ func NewMetrics(timeout time.Duration, snapshot func() statusResponse) *Metrics 
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}, []string{"route", "code"}),
 	}
+	m.attemptsBy = map[Outcome]prometheus.Counter{}
 	for _, o := range []Outcome{OutcomeSent, OutcomeMessageappError, OutcomeUnreachable, OutcomeTimeout, OutcomeBreakerOpen} {
-		m.attempts.WithLabelValues(string(o))
+		m.attemptsBy[o] = m.attempts.WithLabelValues(string(o))
 	}
+	m.rejectedBy = map[string]prometheus.Counter{}
 	for _, c := range []string{"queue_full", "shutting_down"} {
-		m.rejected.WithLabelValues(c)
+		m.rejectedBy[c] = m.rejected.WithLabelValues(c)
 	}
 	for _, d := range []string{"disabled", "enabled"} {
 		m.queueTransitions.WithLabelValues(d)
@@ -97,10 +105,44 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// instrument records the duration of each request to route.
+// instrument records the duration of each request to route. Each status
+// code's series is looked up once and kept, so a request costs one small
+// writer wrapper and one Observe.
 func (m *Metrics) instrument(route string, h http.Handler) http.Handler {
-	return promhttp.InstrumentHandlerDuration(m.httpDuration.MustCurryWith(prometheus.Labels{"route": route}), h)
+	vec := m.httpDuration.MustCurryWith(prometheus.Labels{"route": route})
+	var byCode [600]atomic.Pointer[prometheus.Observer]
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		code := rec.status
+		if code < 100 || code >= len(byCode) {
+			vec.WithLabelValues(strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+			return
+		}
+		o := byCode[code].Load()
+		if o == nil {
+			obs := vec.WithLabelValues(strconv.Itoa(code))
+			o = &obs
+			byCode[code].Store(o)
+		}
+		(*o).Observe(time.Since(start).Seconds())
+	})
 }
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // QueueChanged counts an enqueueing transition.
 func (m *Metrics) QueueChanged(accepting bool, _ int) {
@@ -118,14 +160,14 @@ func (m *Metrics) CircuitChanged(to CircuitState, _ time.Duration) {
 
 // Attempted counts an attempt and, if messageapp was called, its duration.
 func (m *Metrics) Attempted(outcome Outcome, took time.Duration) {
-	m.attempts.WithLabelValues(string(outcome)).Inc()
+	m.attemptsBy[outcome].Inc()
 	if outcome != OutcomeBreakerOpen {
 		m.attemptDuration.Observe(took.Seconds())
 	}
 }
 
 // Rejected counts a 503.
-func (m *Metrics) Rejected(code string) { m.rejected.WithLabelValues(code).Inc() }
+func (m *Metrics) Rejected(code string) { m.rejectedBy[code].Inc() }
 
 // stateCollector turns one status snapshot per scrape into gauges and the
 // message counters, so they agree with each other and with GET /status.

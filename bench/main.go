@@ -1,0 +1,681 @@
+// Command bench measures courier against bare baselines on this machine, in
+// one run, under the same Go load generator, and prints ratios:
+//
+//	go run ./bench [-short] [-out bench/results.txt]
+//
+// Forwarding: courier (default settings, large queue) in front of a fast
+// messageapp, against a server that forwards each request synchronously.
+// Shedding: courier with the queue full and the circuit open, against a
+// server that decodes and answers 202. Memory: courier's RSS and goroutines
+// while clients flood it and messageapp hangs. Timeouts: how close to
+// MESSAGEAPP_TIMEOUT a hanging call is abandoned, and that no connection
+// is left behind.
+//
+// courier and the baselines run as separate processes; messageapp and the
+// load generator run in this one.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	role := flag.String("role", "", "internal: run as baseline-forward or baseline-shed")
+	port := flag.Int("port", 0, "internal: baseline port")
+	target := flag.String("messageapp", "", "internal: messageapp URL for baseline-forward")
+	short := flag.Bool("short", false, "shorter phases (a smoke run, not for the record)")
+	out := flag.String("out", "", "also write the report to this file")
+	flag.Parse()
+	switch *role {
+	case "baseline-forward":
+		serveBaseline(*port, forwardHandler(*target))
+		return
+	case "baseline-shed":
+		serveBaseline(*port, shedHandler())
+		return
+	}
+	if err := runAll(*short, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// ---- the baselines ----
+
+type message struct {
+	Destination string `json:"destination"`
+	Body        string `json:"body"`
+}
+
+func decode(w http.ResponseWriter, r *http.Request) (message, bool) {
+	var m message
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil || m.Destination == "" || m.Body == "" {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return m, false
+	}
+	return m, true
+}
+
+// forwardHandler does synchronously what courier does asynchronously:
+// decode, POST to messageapp with a 1 s deadline, answer.
+func forwardHandler(target string) http.Handler {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxIdleConns: 1024}}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, ok := decode(w, r)
+		if !ok {
+			return
+		}
+		payload, _ := json.Marshal(m)
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(payload))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			http.Error(w, "messageapp unreachable", http.StatusBadGateway)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"status":"sent"}`)
+	})
+}
+
+// shedHandler decodes and answers 202: the least a server can do per request.
+func shedHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := decode(w, r); !ok {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"status":"queued"}`)
+	})
+}
+
+func serveBaseline(port int, h http.Handler) {
+	mux := http.NewServeMux()
+	mux.Handle("POST /messages", h)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	srv := &http.Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// ---- messageapp stand-ins, in this process ----
+
+// fakeApp answers POST /message as its mode says and counts what it gets.
+type fakeApp struct {
+	srv      *http.Server
+	url      string
+	received atomic.Int64
+	open     atomic.Int64 // connections open right now
+	mode     string       // "ok", "down" or "hang"
+}
+
+func startApp(mode string) (*fakeApp, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	a := &fakeApp{url: "http://" + ln.Addr().String() + "/message", mode: mode}
+	a.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			a.received.Add(1)
+			switch a.mode {
+			case "ok":
+				io.WriteString(w, "OK")
+			case "down":
+				http.Error(w, "down", http.StatusInternalServerError)
+			case "hang":
+				<-r.Context().Done()
+			}
+		}),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				a.open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				a.open.Add(-1)
+			}
+		},
+	}
+	go a.srv.Serve(ln)
+	return a, nil
+}
+
+func (a *fakeApp) close() { a.srv.Close() }
+
+// ---- processes under test ----
+
+type proc struct {
+	cmd  *exec.Cmd
+	url  string
+	logs string
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// start runs bin with args and env, logging to a file, and waits for /healthz.
+func start(dir, name, bin string, args, env []string) (*proc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, append(args, "-port", strconv.Itoa(port))...)
+	if name == "courier" || strings.HasPrefix(name, "courier-") {
+		cmd = exec.Command(bin)
+		env = append(env, "PORT="+strconv.Itoa(port))
+	}
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, url: "http://127.0.0.1:" + strconv.Itoa(port), logs: logPath}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get(p.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("%s did not come up: %v (log %s)", name, err, logPath)
+		}
+		time.Sleep(50 * time.Millisecond) // waiting for another process to listen
+	}
+}
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (p *proc) rss() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// metric reads one unlabelled sample from courier's /metrics.
+func (p *proc) metric(name string) float64 {
+	resp, err := http.Get(p.url + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+type status struct {
+	Queue struct {
+		Depth     int  `json:"depth"`
+		Accepting bool `json:"accepting"`
+	} `json:"queue"`
+	Circuit struct {
+		State string `json:"state"`
+	} `json:"circuit"`
+	Messages struct {
+		Accepted int64 `json:"accepted"`
+		Sent     int64 `json:"sent"`
+	} `json:"messages"`
+}
+
+func (p *proc) status() (status, error) {
+	var st status
+	resp, err := http.Get(p.url + "/status")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// ---- the load generator ----
+
+type loadResult struct {
+	requests int
+	byStatus map[int]int
+	errors   int
+	elapsed  time.Duration
+	lat      []time.Duration
+}
+
+func (r loadResult) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+
+func (r loadResult) pct(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.lat[int(float64(len(r.lat)-1)*p/100)]
+}
+
+var body = []byte(`{"destination":"+34600000000","body":"a message of a usual size, for the benchmark"}`)
+
+// load runs c closed-loop clients against url for d.
+func load(url string, c int, d time.Duration) loadResult {
+	tr := &http.Transport{MaxIdleConnsPerHost: c, MaxIdleConns: c, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var mu sync.Mutex
+	res := loadResult{byStatus: map[int]int{}}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, 4096)
+			codes := map[int]int{}
+			errs := 0
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/messages", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						errs++
+					}
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				lat = append(lat, time.Since(t0))
+				codes[resp.StatusCode]++
+			}
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			for k, v := range codes {
+				res.byStatus[k] += v
+				res.requests += v
+			}
+			res.errors += errs
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	slices.Sort(res.lat)
+	return res
+}
+
+// ---- the run ----
+
+type report struct {
+	w     io.Writer
+	fails []string
+}
+
+func (r *report) printf(format string, args ...any) { fmt.Fprintf(r.w, format, args...) }
+
+func (r *report) target(ok bool, format string, args ...any) {
+	mark := "met"
+	if !ok {
+		mark = "MISSED"
+		r.fails = append(r.fails, fmt.Sprintf(format, args...))
+	}
+	r.printf("  target %-6s %s\n", mark, fmt.Sprintf(format, args...))
+}
+
+func runAll(short bool, outPath string) error {
+	dir, err := os.MkdirTemp("", "courier-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	courierBin := filepath.Join(dir, "courier")
+	if out, err := exec.Command("go", "build", "-o", courierBin, ".").CombinedOutput(); err != nil {
+		return fmt.Errorf("build courier (run from the repository root): %v\n%s", err, out)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+
+	var buf bytes.Buffer
+	rep := &report{w: io.MultiWriter(os.Stdout, &buf)}
+	host, _ := os.Hostname()
+	cpu := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	rep.printf("courier bench, %s, %s, %d CPUs (%s), host %s\n\n", time.Now().UTC().Format(time.RFC3339), goVersion(), numCPU(), cpu, host)
+
+	phase := func(long, quick time.Duration) time.Duration {
+		if short {
+			return quick
+		}
+		return long
+	}
+	steps := []func() error{
+		func() error { return benchForwarding(rep, dir, courierBin, self, phase(10*time.Second, 3*time.Second)) },
+		func() error { return benchShedding(rep, dir, courierBin, self, phase(4*time.Second, 2*time.Second)) },
+		func() error { return benchMemory(rep, dir, courierBin, phase(60*time.Second, 15*time.Second)) },
+		func() error { return benchTimeouts(rep, dir, courierBin, phase(15*time.Second, 5*time.Second)) },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+		rep.printf("\n")
+	}
+	if len(rep.fails) == 0 {
+		rep.printf("all targets met\n")
+	} else {
+		rep.printf("%d target(s) missed:\n  %s\n", len(rep.fails), strings.Join(rep.fails, "\n  "))
+	}
+	if outPath != "" {
+		if err := os.WriteFile(outPath, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func goVersion() string {
+	out, err := exec.Command("go", "env", "GOVERSION").Output()
+	if err != nil {
+		return "go ?"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return max(1, strings.Count(string(b), "processor\t:"))
+}
+
+const clients = 64 // closed-loop clients for forwarding and flooding
+
+func benchForwarding(rep *report, dir, courierBin, self string, d time.Duration) error {
+	rep.printf("== forwarding: %d clients for %s, fast messageapp\n", clients, d)
+	app, err := startApp("ok")
+	if err != nil {
+		return err
+	}
+	defer app.close()
+
+	base, err := start(dir, "baseline-forward", self, []string{"-role", "baseline-forward", "-messageapp", app.url}, nil)
+	if err != nil {
+		return err
+	}
+	load(base.url, clients, d/5) // warm up
+	before := app.received.Load()
+	b := load(base.url, clients, d)
+	baseRate := float64(app.received.Load()-before) / b.elapsed.Seconds()
+	base.stop()
+	rep.printf("  baseline (decode, POST to messageapp, answer): %8.0f delivered/s, p50 %s p99 %s\n", baseRate, b.pct(50), b.pct(99))
+
+	c, err := start(dir, "courier-forward", courierBin, nil, []string{"MESSAGEAPP_URL=" + app.url,
+		"QUEUE_MAX_SIZE=1000000", "QUEUE_RECOVERY_THRESHOLD=5"})
+	if err != nil {
+		return err
+	}
+	defer c.stop()
+	load(c.url, clients, d/5)
+	st0, _ := c.status()
+	before = app.received.Load()
+	r := load(c.url, clients, d)
+	delivered := float64(app.received.Load()-before) / r.elapsed.Seconds()
+	st1, _ := c.status()
+	accepted := float64(st1.Messages.Accepted-st0.Messages.Accepted) / r.elapsed.Seconds()
+	rep.printf("  courier (defaults, queue 1000000):              %8.0f delivered/s, %8.0f accepted/s, p50 %s p99 %s, queue depth %d → %d\n",
+		delivered, accepted, r.pct(50), r.pct(99), st0.Queue.Depth, st1.Queue.Depth)
+	ratio := delivered / baseRate
+	rep.printf("  ratio delivered courier/baseline: %.2f\n", ratio)
+	rep.target(ratio >= 0.8, "forwarding: courier delivers %.2f × the baseline (want ≥ 0.80)", ratio)
+	backlogGrowth := float64(st1.Queue.Depth-st0.Queue.Depth) / r.elapsed.Seconds()
+	rep.target(accepted <= delivered*1.05 || backlogGrowth >= (accepted-delivered)*0.9,
+		"forwarding: accepting %.0f/s over delivering %.0f/s shows in the queue (+%.0f/s)", accepted, delivered, backlogGrowth)
+	return nil
+}
+
+func benchShedding(rep *report, dir, courierBin, self string, d time.Duration) error {
+	rep.printf("== shedding: queue full and circuit open, against decode-and-202\n")
+	base, err := start(dir, "baseline-shed", self, []string{"-role", "baseline-shed"}, nil)
+	if err != nil {
+		return err
+	}
+	best, bestC := 0.0, 0
+	rates := map[int]loadResult{}
+	for _, c := range []int{4, 8, 16, 32, 64} {
+		r := load(base.url, c, d)
+		rates[c] = r
+		rep.printf("  baseline, %3d clients: %8.0f req/s, p99 %s\n", c, r.rps(), r.pct(99))
+		if r.rps() > best {
+			best = r.rps()
+		}
+	}
+	for _, c := range []int{4, 8, 16, 32, 64} {
+		if rates[c].rps() >= 0.95*best {
+			bestC = c
+			break
+		}
+	}
+	base.stop()
+	baseRate := rates[bestC].rps()
+	rep.printf("  baseline saturates at %d clients: %.0f req/s\n", bestC, baseRate)
+
+	app, err := startApp("down")
+	if err != nil {
+		return err
+	}
+	defer app.close()
+	c, err := start(dir, "courier-shed", courierBin, nil, []string{"MESSAGEAPP_URL=" + app.url,
+		"BREAKER_BACKOFF_INITIAL=10m", "BREAKER_BACKOFF_MAX=10m"})
+	if err != nil {
+		return err
+	}
+	defer c.stop()
+	for i := 0; i < 1000; i++ {
+		st, err := c.status()
+		if err == nil && !st.Queue.Accepting && st.Circuit.State == "open" {
+			break
+		}
+		load(c.url, 1, 20*time.Millisecond)
+	}
+	if st, _ := c.status(); st.Queue.Accepting || st.Circuit.State != "open" {
+		return errors.New("shedding: could not fill courier's queue and open its circuit")
+	}
+	load(c.url, bestC, d/4) // warm up
+	r := load(c.url, bestC, d)
+	rep.printf("  courier, %3d clients:  %8.0f req/s, p50 %s p99 %s, answers %v\n", bestC, r.rps(), r.pct(50), r.pct(99), r.byStatus)
+	ratio := r.rps() / baseRate
+	rep.printf("  ratio 503/s courier ÷ 202/s baseline: %.2f\n", ratio)
+	rep.target(ratio >= 1.0, "shedding: courier rejects at %.2f × the baseline's accept rate (want ≥ 1.00)", ratio)
+	rep.target(r.pct(99) < 5*time.Millisecond, "shedding: p99 %s at %d clients (want < 5ms)", r.pct(99), bestC)
+	rep.target(r.byStatus[503] == r.requests, "shedding: every answer a 503 (%d of %d)", r.byStatus[503], r.requests)
+	return nil
+}
+
+func benchMemory(rep *report, dir, courierBin string, d time.Duration) error {
+	rep.printf("== memory under flood: messageapp hangs, %d clients for %s\n", clients, d)
+	app, err := startApp("hang")
+	if err != nil {
+		return err
+	}
+	defer app.close()
+	c, err := start(dir, "courier-flood", courierBin, nil, []string{"MESSAGEAPP_URL=" + app.url})
+	if err != nil {
+		return err
+	}
+	defer c.stop()
+	time.Sleep(500 * time.Millisecond) // let it settle before reading its idle state
+	idle := c.metric("go_goroutines")
+
+	var peak, at20, atEnd int64
+	done := make(chan loadResult)
+	go func() { done <- load(c.url, clients, d) }()
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	var r loadResult
+sample:
+	for {
+		select {
+		case r = <-done:
+			break sample
+		case <-tick.C:
+			rss := c.rss()
+			peak = max(peak, rss)
+			if el := time.Since(start); el >= d/3 && at20 == 0 {
+				at20 = rss
+			}
+			atEnd = rss
+		}
+	}
+	tick.Stop()
+	afterFlood := time.Now()
+	back := -1.0
+	for time.Since(afterFlood) < 2*time.Second {
+		if g := c.metric("go_goroutines"); g >= 0 && g <= idle {
+			back = time.Since(afterFlood).Seconds()
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // polling another process
+	}
+	growth := 100 * float64(atEnd-at20) / float64(max(at20, 1))
+	rep.printf("  %d requests (%v), RSS peak %.1f MiB, at %s %.1f MiB, at the end %.1f MiB (%+.1f%%)\n",
+		r.requests, r.byStatus, mib(peak), d/3, mib(at20), mib(atEnd), growth)
+	rep.printf("  goroutines idle %.0f; back to idle after the flood in %.1fs\n", idle, back)
+	rep.target(peak <= 32<<20, "memory: peak RSS %.1f MiB (want ≤ 32 MiB)", mib(peak))
+	rep.target(growth <= 5, "memory: RSS growth %.1f%% from %s to the end (want ≤ 5%%)", growth, d/3)
+	rep.target(back >= 0, "memory: goroutines back to their idle %.0f within 2s (took %.1fs)", idle, back)
+	return nil
+}
+
+func benchTimeouts(rep *report, dir, courierBin string, d time.Duration) error {
+	rep.printf("== timeout precision: messageapp hangs, MESSAGEAPP_TIMEOUT=1s, for %s\n", d)
+	app, err := startApp("hang")
+	if err != nil {
+		return err
+	}
+	defer app.close()
+	// A queue of two seconds' work for the 16 senders: it drains soon
+	// after the load stops, and then no call should be open.
+	c, err := start(dir, "courier-timeouts", courierBin, nil, []string{"MESSAGEAPP_URL=" + app.url,
+		"BREAKER_THRESHOLD=10000", "QUEUE_MAX_SIZE=32", "QUEUE_RECOVERY_THRESHOLD=16"})
+	if err != nil {
+		return err
+	}
+	var maxOpen int64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			maxOpen = max(maxOpen, app.open.Load())
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	load(c.url, 4, d)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		st, err := c.status()
+		if err == nil && st.Queue.Depth == 0 && app.open.Load() == 0 && c.metric("courier_messages_pending{status=\"sending\"}") == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // polling another process
+	}
+	close(stopSampling)
+	<-sampled
+	openAfter := app.open.Load()
+	c.stop()
+
+	var durations []float64
+	f, err := os.Open(c.logs)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var line struct {
+			Outcome  string  `json:"outcome"`
+			Duration float64 `json:"duration_ms"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Outcome == "timeout" {
+			durations = append(durations, line.Duration)
+		}
+	}
+	if len(durations) == 0 {
+		return errors.New("timeouts: no timeout outcome logged")
+	}
+	slices.Sort(durations)
+	p50, p99, top := durations[len(durations)/2], durations[(len(durations)-1)*99/100], durations[len(durations)-1]
+	rep.printf("  %d timed-out attempts: p50 %.0fms p99 %.0fms max %.0fms; connections to messageapp: at most %d open (SENDERS 16), %d once the queue drained\n",
+		len(durations), p50, p99, top, maxOpen, openAfter)
+	rep.target(p99 <= 1050, "timeouts: p99 attempt %.0fms (want ≤ 1050ms = 1.05 × MESSAGEAPP_TIMEOUT)", p99)
+	rep.target(maxOpen <= 16 && openAfter == 0, "timeouts: no connection left behind (max %d open, %d after)", maxOpen, openAfter)
+	return nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
