@@ -69,7 +69,6 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 		`courier_circuit_state{state="open"}`:                                       1,
 		`courier_circuit_state{state="closed"}`:                                     0,
 		`courier_circuit_transitions_total{state="open"}`:                           1,
-		`courier_circuit_consecutive_failures`:                                      5,
 		`courier_messages_pending{status="queued"}`:                                 float64(st.Messages.Queued),
 		`courier_attempt_duration_seconds_bucket{le="0.2"}`:                         got[`courier_attempt_duration_seconds_count`],
 		`courier_http_request_duration_seconds_count{code="202",route="/messages"}`: float64(st.Messages.Accepted),
