@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -31,7 +32,8 @@ type Hub struct {
 	snapshots []Snapshot   // the last historyLen, oldest first
 	events    []Transition // the last eventsLen, oldest first
 	outcomes  map[Outcome]int
-	rejected  int
+
+	rejected atomic.Int64 // since the last snapshot; the reject path is hot
 }
 
 // How much history a new stream starts with: five minutes of snapshots
@@ -90,12 +92,11 @@ func (h *Hub) tick(now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	secs := h.interval.Seconds()
-	per := map[string]float64{"rejected": float64(h.rejected) / secs}
+	per := map[string]float64{"rejected": float64(h.rejected.Swap(0)) / secs}
 	for _, o := range []Outcome{OutcomeSent, OutcomeMessageappError, OutcomeUnreachable, OutcomeTimeout, OutcomeBreakerOpen} {
 		per[string(o)] = float64(h.outcomes[o]) / secs
 	}
 	clear(h.outcomes)
-	h.rejected = 0
 	s := Snapshot{Time: now, Status: st, PerSecond: per}
 	h.snapshots = appendBounded(h.snapshots, s, historyLen)
 	h.broadcast("snapshot", s)
@@ -151,11 +152,7 @@ func (h *Hub) Attempted(outcome Outcome, _ time.Duration) {
 }
 
 // Rejected counts a 503 for the next snapshot.
-func (h *Hub) Rejected(string) {
-	h.mu.Lock()
-	h.rejected++
-	h.mu.Unlock()
-}
+func (h *Hub) Rejected(string) { h.rejected.Add(1) }
 
 // history is what a new stream starts with.
 type history struct {

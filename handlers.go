@@ -36,6 +36,7 @@ type api struct {
 	obs          Observer
 	hub          *Hub
 	metrics      *Metrics
+	rejectCache  atomic.Pointer[renderedReject] // the last queue_full answer
 }
 
 // routes is the whole API surface.
@@ -107,7 +108,7 @@ func (a *api) writeProblem(w http.ResponseWriter, status int, code, detail strin
 	if status >= 500 && status != http.StatusServiceUnavailable {
 		a.log.Error().Int("status", status).Str("code", code).Msg(detail)
 	}
-	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header()["Content-Type"] = problemContentType
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
 }
@@ -318,18 +319,52 @@ func (a *api) rejectShuttingDown(w http.ResponseWriter) {
 		&problem{RetryAfterSeconds: a.shutdownWait})
 }
 
+// rejectQueueFull answers 503 queue_full. Under overload this is most of
+// what courier does, and while the queue stays full the answer does not
+// change: the body is rendered once per distinct set of figures and reused.
 func (a *api) rejectQueueFull(w http.ResponseWriter) {
 	a.store.Reject()
 	a.obs.Rejected("queue_full")
 	q, c := a.queueStatus(), a.circuitStatus()
-	wait := retryAfter(q.Depth, q.RecoveryThreshold, a.queue.DrainRate(), a.breaker.OpenLeft())
-	detail := fmt.Sprintf("the queue is full (%d of %d); enqueueing resumes at %d or below", q.Depth, q.MaxSize, q.RecoveryThreshold)
-	if c.State != CircuitClosed {
-		detail += fmt.Sprintf("; messageapp is failing (circuit %s)", c.State)
+	key := rejectKey{q: q, c: c, wait: retryAfter(q.Depth, q.RecoveryThreshold, a.queue.DrainRate(), a.breaker.OpenLeft())}
+	cached := a.rejectCache.Load()
+	if cached == nil || cached.key != key {
+		cached = renderQueueFull(key)
+		a.rejectCache.Store(cached)
 	}
-	w.Header().Set("Retry-After", strconv.Itoa(wait))
-	a.writeProblem(w, http.StatusServiceUnavailable, "queue_full", detail,
-		&problem{RetryAfterSeconds: wait, Queue: &q, Circuit: &c})
+	h := w.Header()
+	h["Content-Type"] = problemContentType
+	h["Retry-After"] = cached.retryAfter
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(cached.body)
+}
+
+// problemContentType is shared, never modified, by every problem answer.
+var problemContentType = []string{"application/problem+json"}
+
+// rejectKey is everything a queue_full answer says.
+type rejectKey struct {
+	q    queueStatus
+	c    circuitStatus
+	wait int
+}
+
+// renderedReject is a queue_full answer ready to write.
+type renderedReject struct {
+	key        rejectKey
+	retryAfter []string
+	body       []byte
+}
+
+func renderQueueFull(k rejectKey) *renderedReject {
+	detail := fmt.Sprintf("the queue is full (%d of %d); enqueueing resumes at %d or below", k.q.Depth, k.q.MaxSize, k.q.RecoveryThreshold)
+	if k.c.State != CircuitClosed {
+		detail += fmt.Sprintf("; messageapp is failing (circuit %s)", k.c.State)
+	}
+	q, c := k.q, k.c
+	body, _ := json.Marshal(problem{Type: "urn:courier:problem:queue_full", Title: http.StatusText(http.StatusServiceUnavailable),
+		Status: http.StatusServiceUnavailable, Detail: detail, Code: "queue_full", RetryAfterSeconds: k.wait, Queue: &q, Circuit: &c})
+	return &renderedReject{key: k, retryAfter: []string{strconv.Itoa(k.wait)}, body: append(body, '\n')}
 }
 
 func (a *api) handleGetMessage() httprouter.Handle {

@@ -8,6 +8,7 @@ package main
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -80,6 +81,8 @@ type Store struct {
 	created  *list.List             // of *storeEntry, in creation order
 	finished *list.List             // of *storeEntry, in the order they finished
 	counts   Counts
+
+	rejected atomic.Int64
 }
 
 type storeEntry struct {
@@ -151,12 +154,10 @@ func (s *Store) LookupKey(key, destination, body string) (KeyUse, string) {
 	}
 }
 
-// Reject counts a POST turned away by backpressure or shutdown.
-func (s *Store) Reject() {
-	s.mu.Lock()
-	s.counts.Rejected++
-	s.mu.Unlock()
-}
+// Reject counts a POST turned away by backpressure or shutdown. It is an
+// atomic outside mu: rejections are not part of the balance, and under
+// overload they are the hot path.
+func (s *Store) Reject() { s.rejected.Add(1) }
 
 // Move changes a message that is not final to status to, with the attempt
 // count and last error so far. Moving to a final status may evict the oldest
@@ -247,6 +248,8 @@ func (s *Store) Unfinished() []Message {
 // Counts returns a consistent snapshot of the counters.
 func (s *Store) Counts() Counts {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.counts
+	c := s.counts
+	s.mu.Unlock()
+	c.Rejected = s.rejected.Load()
+	return c
 }

@@ -204,7 +204,7 @@ func start(dir, name, bin string, args, env []string) (*proc, error) {
 		cmd = exec.Command(bin)
 		env = append(env, "PORT="+strconv.Itoa(port))
 	}
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), env...), strings.Fields(os.Getenv("BENCH_COURIER_ENV"))...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, err
