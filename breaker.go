@@ -105,19 +105,30 @@ func tripAtLeast(threshold int64) circuit.TripFunc {
 // without running fn otherwise. fn's error counts as a failure unless
 // isFailure says it does not (for example, a call aborted by shutdown).
 func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFailure func(error) bool) error {
-	b.mu.Lock()
-	if b.state == CircuitHalfOpen || !b.cb.Ready() {
+	// Closed (not tripped): Ready() would say yes with no side effect, so
+	// the common case skips the lock. A trip that lands right after this
+	// check is the same race as one that lands right after Ready().
+	probe := false
+	if b.cb.Tripped() {
+		b.mu.Lock()
+		if b.state == CircuitHalfOpen || !b.cb.Ready() {
+			b.mu.Unlock()
+			return ErrCircuitOpen
+		}
+		probe = b.cb.Tripped() // Ready() said yes while tripped: we hold the probe
+		if probe {
+			b.transition(CircuitHalfOpen)
+		}
 		b.mu.Unlock()
-		return ErrCircuitOpen
 	}
-	probe := b.cb.Tripped() // Ready() said yes while tripped: we hold the probe
-	if probe {
-		b.transition(CircuitHalfOpen)
-	}
-	b.mu.Unlock()
 
 	err := fn(ctx)
 
+	// A success on a closed circuit with no failures to forget changes
+	// nothing: the backoff was reset when the count last went to zero.
+	if err == nil && !probe && !b.cb.Tripped() && b.cb.ConsecFailures() == 0 {
+		return nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {

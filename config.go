@@ -24,7 +24,7 @@ type config struct {
 	MessageappTimeout time.Duration `env:"MESSAGEAPP_TIMEOUT" envDefault:"1s" allowed:"a Go duration from 1ms to 5m, e.g. 1s"`
 	QueueMaxSize      int           `env:"QUEUE_MAX_SIZE" envDefault:"10" allowed:"a whole number from 1 to 1000000"`
 	QueueRecovery     int           `env:"QUEUE_RECOVERY_THRESHOLD" envDefault:"5" allowed:"a whole number from 0 to QUEUE_MAX_SIZE-1"`
-	Senders           int           `env:"SENDERS" envDefault:"16" allowed:"a whole number from 1 to 1024"`
+	Senders           int           `env:"SENDERS" envDefault:"64" allowed:"a whole number from 1 to 1024"`
 	MaxAttempts       int           `env:"MAX_ATTEMPTS" envDefault:"3" allowed:"a whole number from 1 to 100"`
 	BreakerThreshold  int           `env:"BREAKER_THRESHOLD" envDefault:"5" allowed:"a whole number from 1 to 10000"`
 	BackoffInitial    time.Duration `env:"BREAKER_BACKOFF_INITIAL" envDefault:"500ms" allowed:"a Go duration from 1ms to 10m, e.g. 500ms"`

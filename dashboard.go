@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,9 +32,10 @@ type Hub struct {
 	subs      map[chan sseMessage]struct{}
 	snapshots []Snapshot   // the last historyLen, oldest first
 	events    []Transition // the last eventsLen, oldest first
-	outcomes  map[Outcome]int
 
-	rejected atomic.Int64 // since the last snapshot; the reject path is hot
+	// Since the last snapshot; counted without the lock, on hot paths.
+	outcomes [len(outcomeKinds)]atomic.Int64
+	rejected atomic.Int64
 }
 
 // How much history a new stream starts with: five minutes of snapshots
@@ -68,7 +70,7 @@ type sseMessage struct {
 // NewHub makes a hub that snapshots every interval once Run is called.
 func NewHub(interval time.Duration, snapshot func() statusResponse) *Hub {
 	return &Hub{interval: interval, snapshot: snapshot, done: make(chan struct{}),
-		subs: map[chan sseMessage]struct{}{}, outcomes: map[Outcome]int{}}
+		subs: map[chan sseMessage]struct{}{}}
 }
 
 // Run takes a snapshot every interval until stop is closed, then ends
@@ -93,10 +95,9 @@ func (h *Hub) tick(now time.Time) {
 	defer h.mu.Unlock()
 	secs := h.interval.Seconds()
 	per := map[string]float64{"rejected": float64(h.rejected.Swap(0)) / secs}
-	for _, o := range []Outcome{OutcomeSent, OutcomeMessageappError, OutcomeUnreachable, OutcomeTimeout, OutcomeBreakerOpen} {
-		per[string(o)] = float64(h.outcomes[o]) / secs
+	for i, o := range outcomeKinds {
+		per[string(o)] = float64(h.outcomes[i].Swap(0)) / secs
 	}
-	clear(h.outcomes)
 	s := Snapshot{Time: now, Status: st, PerSecond: per}
 	h.snapshots = appendBounded(h.snapshots, s, historyLen)
 	h.broadcast("snapshot", s)
@@ -146,9 +147,9 @@ func (h *Hub) CircuitChanged(to CircuitState, openFor time.Duration) {
 
 // Attempted counts an attempt for the next snapshot.
 func (h *Hub) Attempted(outcome Outcome, _ time.Duration) {
-	h.mu.Lock()
-	h.outcomes[outcome]++
-	h.mu.Unlock()
+	if i := slices.Index(outcomeKinds[:], outcome); i >= 0 {
+		h.outcomes[i].Add(1)
+	}
 }
 
 // Rejected counts a 503 for the next snapshot.

@@ -66,7 +66,7 @@ func NewMetrics(timeout time.Duration, snapshot func() statusResponse) *Metrics 
 		}, []string{"route", "code"}),
 	}
 	m.attemptsBy = map[Outcome]prometheus.Counter{}
-	for _, o := range []Outcome{OutcomeSent, OutcomeMessageappError, OutcomeUnreachable, OutcomeTimeout, OutcomeBreakerOpen} {
+	for _, o := range outcomeKinds {
 		m.attemptsBy[o] = m.attempts.WithLabelValues(string(o))
 	}
 	m.rejectedBy = map[string]prometheus.Counter{}

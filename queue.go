@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,13 +37,14 @@ type Queue struct {
 	now      func() time.Time
 
 	accepting atomic.Bool // read without the lock by the cheap reject path
+	isClosed  atomic.Bool // mirrors closed, for took's lock-free path
+	drain     rateMeter   // takes per second, for Retry-After; lock-free
 
 	// mu serialises every send on ch and every watermark decision, so depth
 	// checks and transitions cannot interleave: only takes shrink ch outside it.
 	mu      sync.Mutex
 	closed  bool
 	drained chan struct{} // closed once the queue is closed and empty
-	drain   rateMeter     // takes per second, for Retry-After
 }
 
 // NewQueue makes a queue that holds at most max deliveries and accepts again
@@ -132,11 +132,18 @@ func (q *Queue) Take(ctx context.Context, interrupt <-chan struct{}) (*Delivery,
 	}
 }
 
-// took records a dequeue and re-enables enqueueing at the recovery threshold.
+// took records a dequeue and re-enables enqueueing at the recovery
+// threshold. While enqueueing is enabled and the queue open there is
+// nothing to decide, so the common case takes no lock: the take that brings
+// the depth to the threshold comes after the take that disabled enqueueing
+// reached the max, and so sees accepting false.
 func (q *Queue) took() {
+	q.drain.add(q.now())
+	if q.accepting.Load() && !q.isClosed.Load() {
+		return
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.drain.add(q.now(), 1)
 	depth := len(q.ch)
 	if q.closed && depth == 0 {
 		q.markDrained()
@@ -157,6 +164,7 @@ func (q *Queue) Close() {
 	defer q.mu.Unlock()
 	if !q.closed {
 		q.closed = true
+		q.isClosed.Store(true)
 		q.accepting.Store(false)
 		close(q.ch)
 		if len(q.ch) == 0 {
@@ -192,40 +200,36 @@ func (q *Queue) Recovery() int { return q.recovery }
 // DrainRate is the fastest drain of the last rateWindow seconds, in takes
 // per second: while the circuit is open the queue hardly moves, and what
 // matters for Retry-After is how fast it empties once messageapp is back.
-func (q *Queue) DrainRate() float64 {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.drain.peak(q.now())
-}
+func (q *Queue) DrainRate() float64 { return q.drain.peak(q.now()) }
 
 // rateMeter counts events in one-second buckets over the last rateWindow
-// seconds. Its owner guards it.
+// seconds, without a lock. A count can be lost when two events race into
+// a bucket being recycled: it feeds an estimate, and that is fine.
 type rateMeter struct {
-	buckets [rateWindow]int
-	last    int64 // unix second of the newest bucket written
+	buckets [rateWindow]struct{ sec, n atomic.Int64 }
 }
 
 const rateWindow = 10
 
-func (m *rateMeter) advance(now time.Time) {
+func (m *rateMeter) add(now time.Time) {
 	sec := now.Unix()
-	if gap := sec - m.last; gap > 0 {
-		for i := int64(1); i <= min(gap, rateWindow); i++ {
-			m.buckets[(m.last+i)%rateWindow] = 0
-		}
-		m.last = sec
+	b := &m.buckets[sec%rateWindow]
+	if old := b.sec.Load(); old != sec && b.sec.CompareAndSwap(old, sec) {
+		b.n.Store(0)
 	}
-}
-
-func (m *rateMeter) add(now time.Time, n int) {
-	m.advance(now)
-	m.buckets[m.last%rateWindow] += n
+	b.n.Add(1)
 }
 
 // peak is the largest one-second count in the window.
 func (m *rateMeter) peak(now time.Time) float64 {
-	m.advance(now)
-	return float64(slices.Max(m.buckets[:]))
+	sec := now.Unix()
+	var best int64
+	for i := range m.buckets {
+		if b := &m.buckets[i]; sec-b.sec.Load() < rateWindow {
+			best = max(best, b.n.Load())
+		}
+	}
+	return float64(best)
 }
 
 // retryAfter estimates how long until enqueueing is enabled again: the time

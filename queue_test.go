@@ -200,9 +200,14 @@ func TestRetryAfterEstimate(t *testing.T) {
 func TestDrainRateIsTheFastestRecentSecond(t *testing.T) {
 	now := time.Unix(1000, 0)
 	var m rateMeter
-	m.add(now, 3)
-	m.add(now.Add(time.Second), 7)
-	m.add(now.Add(2*time.Second), 1)
+	add := func(at time.Time, n int) {
+		for range n {
+			m.add(at)
+		}
+	}
+	add(now, 3)
+	add(now.Add(time.Second), 7)
+	add(now.Add(2*time.Second), 1)
 	if got := m.peak(now.Add(2 * time.Second)); got != 7 {
 		t.Errorf("peak: got %v, want 7", got)
 	}

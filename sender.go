@@ -31,6 +31,9 @@ const (
 	OutcomeBreakerOpen     Outcome = "breaker_open"
 )
 
+// outcomeKinds lists every outcome, in the order reports show them.
+var outcomeKinds = [...]Outcome{OutcomeSent, OutcomeMessageappError, OutcomeUnreachable, OutcomeTimeout, OutcomeBreakerOpen}
+
 // retryable reports whether another attempt may follow this outcome. A
 // timeout is never retried: messageapp may have delivered it.
 func (o Outcome) retryable() bool {

@@ -130,11 +130,13 @@ func serveBaseline(port int, h http.Handler) {
 
 // fakeApp answers POST /message as its mode says and counts what it gets.
 type fakeApp struct {
-	srv      *http.Server
-	url      string
-	received atomic.Int64
-	open     atomic.Int64 // connections open right now
-	mode     string       // "ok", "down" or "hang"
+	srv         *http.Server
+	url         string
+	received    atomic.Int64
+	open        atomic.Int64 // connections open right now
+	inflight    atomic.Int64 // calls being answered right now
+	maxInflight atomic.Int64
+	mode        string // "ok", "down" or "hang"
 }
 
 func startApp(mode string) (*fakeApp, error) {
@@ -147,6 +149,10 @@ func startApp(mode string) (*fakeApp, error) {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			a.received.Add(1)
+			n := a.inflight.Add(1)
+			defer a.inflight.Add(-1)
+			for m := a.maxInflight.Load(); n > m && !a.maxInflight.CompareAndSwap(m, n); m = a.maxInflight.Load() {
+			}
 			switch a.mode {
 			case "ok":
 				io.WriteString(w, "OK")
@@ -250,6 +256,24 @@ func (p *proc) rss() int64 {
 	return 0
 }
 
+// cpu is the CPU time the process has used so far (user + system).
+func (p *proc) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses: utime and
+	// stime are the 12th and 13th of them, in clock ticks (100 a second).
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 // metric reads one unlabelled sample from courier's /metrics.
 func (p *proc) metric(name string) float64 {
 	resp, err := http.Get(p.url + "/metrics")
@@ -278,7 +302,9 @@ type status struct {
 	Messages struct {
 		Accepted int64 `json:"accepted"`
 		Sent     int64 `json:"sent"`
+		Sending  int64 `json:"sending"`
 	} `json:"messages"`
+	Senders int `json:"senders"`
 }
 
 func (p *proc) status() (status, error) {
@@ -465,34 +491,61 @@ func benchForwarding(rep *report, dir, courierBin, self string, d time.Duration)
 	if err != nil {
 		return err
 	}
-	load(base.url, clients, d/5) // warm up
-	before := app.received.Load()
-	b := load(base.url, clients, d)
-	baseRate := float64(app.received.Load()-before) / b.elapsed.Seconds()
-	base.stop()
-	rep.printf("  baseline (decode, POST to messageapp, answer): %8.0f delivered/s, p50 %s p99 %s\n", baseRate, b.pct(50), b.pct(99))
-
+	defer base.stop()
 	c, err := start(dir, "courier-forward", courierBin, nil, []string{"MESSAGEAPP_URL=" + app.url,
 		"QUEUE_MAX_SIZE=1000000", "QUEUE_RECOVERY_THRESHOLD=5"})
 	if err != nil {
 		return err
 	}
 	defer c.stop()
+	load(base.url, clients, d/5) // warm both up
 	load(c.url, clients, d/5)
-	st0, _ := c.status()
-	before = app.received.Load()
-	r := load(c.url, clients, d)
-	delivered := float64(app.received.Load()-before) / r.elapsed.Seconds()
-	st1, _ := c.status()
-	accepted := float64(st1.Messages.Accepted-st0.Messages.Accepted) / r.elapsed.Seconds()
-	rep.printf("  courier (defaults, queue 1000000):              %8.0f delivered/s, %8.0f accepted/s, p50 %s p99 %s, queue depth %d → %d\n",
-		delivered, accepted, r.pct(50), r.pct(99), st0.Queue.Depth, st1.Queue.Depth)
+
+	// Two rounds each, alternating, so a noisy moment hurts both sides.
+	var baseSent, courierSent, courierAccepted, unexplained int64
+	var baseTime, courierTime, baseCPU, courierCPU time.Duration
+	var b, r loadResult
+	var st1 status
+	for range 2 {
+		before, cpu0 := app.received.Load(), base.cpu()
+		b = load(base.url, clients, d/2)
+		baseSent += app.received.Load() - before
+		baseTime += b.elapsed
+		baseCPU += base.cpu() - cpu0
+
+		s0, _ := c.status()
+		before, cpu0 = app.received.Load(), c.cpu()
+		r = load(c.url, clients, d/2)
+		sent := app.received.Load() - before
+		courierCPU += c.cpu() - cpu0
+		courierSent += sent
+		courierTime += r.elapsed
+		st1, _ = c.status()
+		acc := st1.Messages.Accepted - s0.Messages.Accepted
+		courierAccepted += acc
+		// Whatever was accepted and not delivered must be in the queue or
+		// in a sender's hands: the backlog is visible, not hidden.
+		backlog := int64(st1.Queue.Depth-s0.Queue.Depth) + st1.Messages.Sending - s0.Messages.Sending
+		unexplained += max(acc-sent-backlog, sent+backlog-acc)
+		// Let the backlog drain before the baseline's turn.
+		for i := 0; i < 100 && st1.Queue.Depth > 0; i++ {
+			time.Sleep(100 * time.Millisecond) // polling another process
+			st1, _ = c.status()
+		}
+	}
+	baseRate := float64(baseSent) / baseTime.Seconds()
+	delivered := float64(courierSent) / courierTime.Seconds()
+	accepted := float64(courierAccepted) / courierTime.Seconds()
+	rep.printf("  baseline (decode, POST to messageapp, answer): %8.0f delivered/s, p50 %s p99 %s\n", baseRate, b.pct(50), b.pct(99))
+	rep.printf("  courier (defaults: %d senders; queue 1000000): %8.0f delivered/s, %8.0f accepted/s, p50 %s p99 %s\n",
+		st1.Senders, delivered, accepted, r.pct(50), r.pct(99))
 	ratio := delivered / baseRate
+	rep.printf("  server CPU per delivered message: baseline %.1f µs, courier %.1f µs (accepting included)\n",
+		perReq(baseCPU, int(baseSent)), perReq(courierCPU, int(courierSent)))
 	rep.printf("  ratio delivered courier/baseline: %.2f\n", ratio)
 	rep.target(ratio >= 0.8, "forwarding: courier delivers %.2f × the baseline (want ≥ 0.80)", ratio)
-	backlogGrowth := float64(st1.Queue.Depth-st0.Queue.Depth) / r.elapsed.Seconds()
-	rep.target(accepted <= delivered*1.05 || backlogGrowth >= (accepted-delivered)*0.9,
-		"forwarding: accepting %.0f/s over delivering %.0f/s shows in the queue (+%.0f/s)", accepted, delivered, backlogGrowth)
+	rep.target(unexplained <= int64(2*st1.Senders),
+		"forwarding: accepted %.0f/s, delivered %.0f/s; the difference is in the queue depth (unaccounted: %d messages)", accepted, delivered, unexplained)
 	return nil
 }
 
@@ -512,15 +565,15 @@ func benchShedding(rep *report, dir, courierBin, self string, d time.Duration) e
 			best = r.rps()
 		}
 	}
+	// Saturation: the fewest clients that get within 10% of the best rate.
 	for _, c := range []int{4, 8, 16, 32, 64} {
-		if rates[c].rps() >= 0.95*best {
+		if rates[c].rps() >= 0.9*best {
 			bestC = c
 			break
 		}
 	}
-	base.stop()
-	baseRate := rates[bestC].rps()
-	rep.printf("  baseline saturates at %d clients: %.0f req/s\n", bestC, baseRate)
+	defer base.stop()
+	rep.printf("  baseline saturates at %d clients\n", bestC)
 
 	app, err := startApp("down")
 	if err != nil {
@@ -544,9 +597,31 @@ func benchShedding(rep *report, dir, courierBin, self string, d time.Duration) e
 		return errors.New("shedding: could not fill courier's queue and open its circuit")
 	}
 	load(c.url, bestC, d/4) // warm up
-	r := load(c.url, bestC, d)
-	rep.printf("  courier, %3d clients:  %8.0f req/s, p50 %s p99 %s, answers %v\n", bestC, r.rps(), r.pct(50), r.pct(99), r.byStatus)
-	ratio := r.rps() / baseRate
+	// Three rounds each at that concurrency, alternating, so a noisy
+	// moment hurts both sides.
+	var baseN, courierN, courier503 int
+	var baseT, courierT, baseCPU, courierCPU time.Duration
+	var r loadResult
+	var lats []time.Duration
+	for range 3 {
+		cpu0 := base.cpu()
+		b := load(base.url, bestC, d/2)
+		baseN, baseT, baseCPU = baseN+b.requests, baseT+b.elapsed, baseCPU+base.cpu()-cpu0
+		cpu0 = c.cpu()
+		r = load(c.url, bestC, d/2)
+		courierN, courierT, courier503 = courierN+r.requests, courierT+r.elapsed, courier503+r.byStatus[503]
+		courierCPU += c.cpu() - cpu0
+		lats = append(lats, r.lat...)
+	}
+	slices.Sort(lats)
+	all := loadResult{lat: lats}
+	baseRate, courierRate := float64(baseN)/baseT.Seconds(), float64(courierN)/courierT.Seconds()
+	rep.printf("  baseline, %3d clients:  %8.0f req/s (202), %5.1f µs of server CPU per request\n", bestC, baseRate, perReq(baseCPU, baseN))
+	rep.printf("  courier,  %3d clients:  %8.0f req/s (503), %5.1f µs of server CPU per request, p50 %s p99 %s\n",
+		bestC, courierRate, perReq(courierCPU, courierN), all.pct(50), all.pct(99))
+	rep.printf("  ratio server CPU per request courier ÷ baseline: %.2f (lower is cheaper)\n", perReq(courierCPU, courierN)/perReq(baseCPU, baseN))
+	r = loadResult{requests: courierN, byStatus: map[int]int{503: courier503}, lat: lats}
+	ratio := courierRate / baseRate
 	rep.printf("  ratio 503/s courier ÷ 202/s baseline: %.2f\n", ratio)
 	rep.target(ratio >= 1.0, "shedding: courier rejects at %.2f × the baseline's accept rate (want ≥ 1.00)", ratio)
 	rep.target(r.pct(99) < 5*time.Millisecond, "shedding: p99 %s at %d clients (want < 5ms)", r.pct(99), bestC)
@@ -616,13 +691,15 @@ func benchTimeouts(rep *report, dir, courierBin string, d time.Duration) error {
 		return err
 	}
 	defer app.close()
-	// A queue of two seconds' work for the 16 senders: it drains soon
-	// after the load stops, and then no call should be open.
+	// A queue of about two seconds' work for the default senders: it
+	// drains soon after the load stops, and then no call should be open.
 	c, err := start(dir, "courier-timeouts", courierBin, nil, []string{"MESSAGEAPP_URL=" + app.url,
-		"BREAKER_THRESHOLD=10000", "QUEUE_MAX_SIZE=32", "QUEUE_RECOVERY_THRESHOLD=16"})
+		"BREAKER_THRESHOLD=10000", "QUEUE_MAX_SIZE=128", "QUEUE_RECOVERY_THRESHOLD=64"})
 	if err != nil {
 		return err
 	}
+	time.Sleep(500 * time.Millisecond) // let it settle before reading its idle state
+	idle := c.metric("go_goroutines")
 	var maxOpen int64
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
@@ -648,6 +725,8 @@ func benchTimeouts(rep *report, dir, courierBin string, d time.Duration) error {
 	close(stopSampling)
 	<-sampled
 	openAfter := app.open.Load()
+	st, _ := c.status()
+	goroutinesAfter := c.metric("go_goroutines")
 	c.stop()
 
 	var durations []float64
@@ -671,11 +750,18 @@ func benchTimeouts(rep *report, dir, courierBin string, d time.Duration) error {
 	}
 	slices.Sort(durations)
 	p50, p99, top := durations[len(durations)/2], durations[(len(durations)-1)*99/100], durations[len(durations)-1]
-	rep.printf("  %d timed-out attempts: p50 %.0fms p99 %.0fms max %.0fms; connections to messageapp: at most %d open (SENDERS 16), %d once the queue drained\n",
-		len(durations), p50, p99, top, maxOpen, openAfter)
+	rep.printf("  %d timed-out attempts: p50 %.0fms p99 %.0fms max %.0fms\n", len(durations), p50, p99, top)
+	rep.printf("  calls open at messageapp at once: at most %d for %d senders (an abandoned call ends there a moment after the next begins); connections at most %d\n",
+		app.maxInflight.Load(), st.Senders, maxOpen)
+	rep.printf("  once the queue drained: %d connections open, %.0f goroutines (idle %.0f)\n", openAfter, goroutinesAfter, idle)
 	rep.target(p99 <= 1050, "timeouts: p99 attempt %.0fms (want ≤ 1050ms = 1.05 × MESSAGEAPP_TIMEOUT)", p99)
-	rep.target(maxOpen <= 16 && openAfter == 0, "timeouts: no connection left behind (max %d open, %d after)", maxOpen, openAfter)
+	rep.target(openAfter == 0 && goroutinesAfter <= idle,
+		"timeouts: nothing left behind (%d connections, %.0f goroutines for %.0f idle)", openAfter, goroutinesAfter, idle)
 	return nil
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func perReq(cpu time.Duration, n int) float64 {
+	return float64(cpu.Microseconds()) / float64(max(n, 1))
+}
