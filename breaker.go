@@ -57,6 +57,16 @@ type Breaker struct {
 	openedAt time.Time     // last time a failure (re)opened the circuit
 	changed  chan struct{} // closed and replaced on every transition
 	obs      Observer
+
+	// view is state and openedAt again, for readers that must not wait
+	// on mu: every 503 reports the circuit. Written under mu.
+	view atomic.Pointer[circuitView]
+}
+
+// circuitView is a consistent copy of the state for lock-free readers.
+type circuitView struct {
+	state    CircuitState
+	openedAt time.Time
 }
 
 // NewBreaker builds a breaker that opens after threshold consecutive
@@ -85,6 +95,7 @@ func newBreaker(threshold int, policy backoff.BackOff, clk clock.Clock, log zero
 		changed:   make(chan struct{}),
 		obs:       obs,
 	}
+	b.view.Store(&circuitView{state: CircuitClosed})
 	b.cb = circuit.NewBreakerWithOptions(&circuit.Options{
 		BackOff:    rb,
 		Clock:      clk,
@@ -152,6 +163,7 @@ func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFa
 		b.cb.Fail()
 		if b.cb.Tripped() {
 			b.openedAt = b.clock.Now() // the library restarts its open period too
+			b.view.Store(&circuitView{b.state, b.openedAt})
 			if probe || b.state == CircuitClosed {
 				// A late failure from before the trip must not end a
 				// probe's half-open period: the probe decides.
@@ -168,6 +180,7 @@ func (b *Breaker) transition(to CircuitState) {
 		return
 	}
 	b.state = to
+	b.view.Store(&circuitView{to, b.openedAt})
 	close(b.changed)
 	b.changed = make(chan struct{})
 	switch to {
@@ -193,18 +206,20 @@ func (b *Breaker) State() (CircuitState, <-chan struct{}) {
 	return b.state, b.changed
 }
 
+// Current is the state now, without waiting for a call in progress.
+func (b *Breaker) Current() CircuitState { return b.view.Load().state }
+
 // ConsecutiveFailures is the library's count of failures since the last success.
 func (b *Breaker) ConsecutiveFailures() int64 { return b.cb.ConsecFailures() }
 
 // OpenLeft is how long until the open circuit lets a probe through; zero
 // while closed, half-open, or already due.
 func (b *Breaker) OpenLeft() time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.state != CircuitOpen {
+	v := b.view.Load()
+	if v.state != CircuitOpen {
 		return 0
 	}
-	return max(0, b.openedAt.Add(b.backoff.current()).Sub(b.clock.Now()))
+	return max(0, v.openedAt.Add(b.backoff.current()).Sub(b.clock.Now()))
 }
 
 // recordingBackOff remembers the interval it last handed out, which is the
