@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -35,9 +34,6 @@ func main() {
 	stop()
 	os.Exit(code)
 }
-
-// gcPercent is the collector's target unless GOGC says otherwise.
-const gcPercent = 200
 
 // Exit codes of run.
 const (
@@ -68,13 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "courier: %v\n", err)
 		return exitUsage
 	}
-	if getenv("GOGC") == "" {
-		// Under overload courier mostly answers 503s: small, short-lived
-		// allocations over a small live heap, so the default collector
-		// runs dozens of times a second. Twice the default target halves
-		// that for a few MiB (bench/: 23 MiB peak RSS under flood).
-		debug.SetGCPercent(gcPercent)
-	}
+
 	log := newLogger(cfg, stdout)
 	if err := serve(ctx, cfg, log, nil); err != nil {
 		log.Error().Err(err).Msg("courier stopped")

@@ -43,6 +43,7 @@ func main() {
 	target := flag.String("messageapp", "", "internal: messageapp URL for baseline-forward")
 	short := flag.Bool("short", false, "shorter phases (a smoke run, not for the record)")
 	out := flag.String("out", "", "also write the report to this file")
+	only := flag.String("only", "", "run one scenario: forwarding, shedding, memory or timeouts")
 	flag.Parse()
 	switch *role {
 	case "baseline-forward":
@@ -52,7 +53,7 @@ func main() {
 		serveBaseline(*port, shedHandler())
 		return
 	}
-	if err := runAll(*short, *out); err != nil {
+	if err := runAll(*short, *only, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -404,7 +405,7 @@ func (r *report) target(ok bool, format string, args ...any) {
 	r.printf("  target %-6s %s\n", mark, fmt.Sprintf(format, args...))
 }
 
-func runAll(short bool, outPath string) error {
+func runAll(short bool, only, outPath string) error {
 	dir, err := os.MkdirTemp("", "courier-bench-")
 	if err != nil {
 		return err
@@ -439,14 +440,20 @@ func runAll(short bool, outPath string) error {
 		}
 		return long
 	}
-	steps := []func() error{
-		func() error { return benchForwarding(rep, dir, courierBin, self, phase(10*time.Second, 3*time.Second)) },
-		func() error { return benchShedding(rep, dir, courierBin, self, phase(4*time.Second, 2*time.Second)) },
-		func() error { return benchMemory(rep, dir, courierBin, phase(60*time.Second, 15*time.Second)) },
-		func() error { return benchTimeouts(rep, dir, courierBin, phase(15*time.Second, 5*time.Second)) },
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"forwarding", func() error { return benchForwarding(rep, dir, courierBin, self, phase(10*time.Second, 3*time.Second)) }},
+		{"shedding", func() error { return benchShedding(rep, dir, courierBin, self, phase(4*time.Second, 2*time.Second)) }},
+		{"memory", func() error { return benchMemory(rep, dir, courierBin, phase(60*time.Second, 15*time.Second)) }},
+		{"timeouts", func() error { return benchTimeouts(rep, dir, courierBin, phase(15*time.Second, 5*time.Second)) }},
 	}
 	for _, step := range steps {
-		if err := step(); err != nil {
+		if only != "" && step.name != only {
+			continue
+		}
+		if err := step.run(); err != nil {
 			return err
 		}
 		rep.printf("\n")
@@ -608,13 +615,15 @@ func benchShedding(rep *report, dir, courierBin, self string, d time.Duration) e
 		return errors.New("shedding: could not fill courier's queue and open its circuit")
 	}
 	load(c.url, bestC, d/4) // warm up
-	// Three rounds each at that concurrency, alternating, so a noisy
-	// moment hurts both sides.
+	// Five rounds each at that concurrency, alternating, so a noisy
+	// moment hurts both sides; the spread of the per-round ratios shows
+	// how far to trust the mean.
 	var baseN, courierN, courier503 int
 	var baseT, courierT, baseCPU, courierCPU time.Duration
 	var r loadResult
 	var lats []time.Duration
-	for range 3 {
+	var roundRatios []float64
+	for range 5 {
 		cpu0 := base.cpu()
 		b := load(base.url, bestC, d/2)
 		baseN, baseT, baseCPU = baseN+b.requests, baseT+b.elapsed, baseCPU+base.cpu()-cpu0
@@ -623,7 +632,9 @@ func benchShedding(rep *report, dir, courierBin, self string, d time.Duration) e
 		courierN, courierT, courier503 = courierN+r.requests, courierT+r.elapsed, courier503+r.byStatus[503]
 		courierCPU += c.cpu() - cpu0
 		lats = append(lats, r.lat...)
+		roundRatios = append(roundRatios, r.rps()/b.rps())
 	}
+	slices.Sort(roundRatios)
 	slices.Sort(lats)
 	all := loadResult{lat: lats}
 	baseRate, courierRate := float64(baseN)/baseT.Seconds(), float64(courierN)/courierT.Seconds()
@@ -633,7 +644,7 @@ func benchShedding(rep *report, dir, courierBin, self string, d time.Duration) e
 	rep.printf("  ratio server CPU per request courier ÷ baseline: %.2f (lower is cheaper)\n", perReq(courierCPU, courierN)/perReq(baseCPU, baseN))
 	r = loadResult{requests: courierN, byStatus: map[int]int{503: courier503}, lat: lats}
 	ratio := courierRate / baseRate
-	rep.printf("  ratio 503/s courier ÷ 202/s baseline: %.2f\n", ratio)
+	rep.printf("  ratio 503/s courier ÷ 202/s baseline: %.2f (rounds from %.2f to %.2f)\n", ratio, roundRatios[0], roundRatios[len(roundRatios)-1])
 	rep.target(ratio >= 1.0, "shedding: courier rejects at %.2f × the baseline's accept rate (want ≥ 1.00)", ratio)
 	rep.target(r.pct(99) < 5*time.Millisecond, "shedding: p99 %s at %d clients (want < 5ms)", r.pct(99), bestC)
 	rep.target(r.byStatus[503] == r.requests, "shedding: every answer a 503 (%d of %d)", r.byStatus[503], r.requests)
