@@ -58,8 +58,9 @@ type Breaker struct {
 	changed  chan struct{} // closed and replaced on every transition
 	obs      Observer
 
-	// view is state and openedAt again, for readers that must not wait
-	// on mu: every 503 reports the circuit. Written under mu.
+	// view copies state, openedAt and changed for readers that must not
+	// wait on mu: every 503 and every sender's next take read it. Written
+	// under mu.
 	view atomic.Pointer[circuitView]
 }
 
@@ -67,6 +68,7 @@ type Breaker struct {
 type circuitView struct {
 	state    CircuitState
 	openedAt time.Time
+	changed  <-chan struct{}
 }
 
 // NewBreaker builds a breaker that opens after threshold consecutive
@@ -95,7 +97,7 @@ func newBreaker(threshold int, policy backoff.BackOff, clk clock.Clock, log zero
 		changed:   make(chan struct{}),
 		obs:       obs,
 	}
-	b.view.Store(&circuitView{state: CircuitClosed})
+	b.view.Store(&circuitView{state: CircuitClosed, changed: b.changed})
 	b.cb = circuit.NewBreakerWithOptions(&circuit.Options{
 		BackOff:    rb,
 		Clock:      clk,
@@ -163,7 +165,7 @@ func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFa
 		b.cb.Fail()
 		if b.cb.Tripped() {
 			b.openedAt = b.clock.Now() // the library restarts its open period too
-			b.view.Store(&circuitView{b.state, b.openedAt})
+			b.view.Store(&circuitView{b.state, b.openedAt, b.changed})
 			if probe || b.state == CircuitClosed {
 				// A late failure from before the trip must not end a
 				// probe's half-open period: the probe decides.
@@ -180,9 +182,11 @@ func (b *Breaker) transition(to CircuitState) {
 		return
 	}
 	b.state = to
-	b.view.Store(&circuitView{to, b.openedAt})
+	// Publish the new state before waking anyone, so a woken reader sees it.
+	next := make(chan struct{})
+	b.view.Store(&circuitView{to, b.openedAt, next})
 	close(b.changed)
-	b.changed = make(chan struct{})
+	b.changed = next
 	switch to {
 	case CircuitOpen:
 		b.log.Warn().Str("event", "circuit_open").Int64("consecutive_failures", b.cb.ConsecFailures()).
@@ -201,9 +205,8 @@ func (b *Breaker) transition(to CircuitState) {
 
 // State returns the current state and a channel closed at the next change.
 func (b *Breaker) State() (CircuitState, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.state, b.changed
+	v := b.view.Load()
+	return v.state, v.changed
 }
 
 // Current is the state now, without waiting for a call in progress.
