@@ -253,12 +253,20 @@ type response struct {
 
 func (s *service) do(method, path, contentType, body string) response {
 	s.t.Helper()
+	return s.doWith(method, path, body, http.Header{"Content-Type": {contentType}})
+}
+
+// doWith sends a request with headers (empty values are left out).
+func (s *service) doWith(method, path, body string, header http.Header) response {
+	s.t.Helper()
 	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	for k, vs := range header {
+		if len(vs) > 0 && vs[0] != "" {
+			req.Header[k] = vs
+		}
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {

@@ -13,19 +13,8 @@ import (
 func (s *service) postKeyed(key, dest, body string) response {
 	s.t.Helper()
 	b, _ := json.Marshal(map[string]string{"destination": dest, "body": body})
-	req, _ := http.NewRequest(http.MethodPost, s.url+"/messages", strings.NewReader(string(b)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	resp, err := s.client.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	r := response{status: resp.StatusCode, header: resp.Header}
-	if err := json.NewDecoder(resp.Body).Decode(&r.body); err != nil {
-		s.t.Fatal(err)
-	}
-	return r
+	return s.doWith(http.MethodPost, "/messages", string(b),
+		http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {key}})
 }
 
 func TestRepeatedIdempotencyKeyReturnsTheFirstMessage(t *testing.T) {

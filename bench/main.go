@@ -275,6 +275,24 @@ func (p *proc) cpu() time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
+// idleGoroutines waits for courier's goroutine count to hold still for a
+// few readings and returns it.
+func (p *proc) idleGoroutines() float64 {
+	last, same := -1.0, 0
+	for range 50 {
+		g := p.metric("go_goroutines")
+		if g == last {
+			if same++; same == 3 {
+				return g
+			}
+		} else {
+			last, same = g, 0
+		}
+		time.Sleep(100 * time.Millisecond) // polling another process
+	}
+	return last
+}
+
 // metric reads one unlabelled sample from courier's /metrics.
 func (p *proc) metric(name string) float64 {
 	resp, err := http.Get(p.url + "/metrics")
@@ -663,8 +681,7 @@ func benchMemory(rep *report, dir, courierBin string, d time.Duration) error {
 		return err
 	}
 	defer c.stop()
-	time.Sleep(500 * time.Millisecond) // let it settle before reading its idle state
-	idle := c.metric("go_goroutines")
+	idle := c.idleGoroutines()
 
 	var peak, at20, atEnd int64
 	done := make(chan loadResult)
@@ -720,8 +737,7 @@ func benchTimeouts(rep *report, dir, courierBin string, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	time.Sleep(500 * time.Millisecond) // let it settle before reading its idle state
-	idle := c.metric("go_goroutines")
+	idle := c.idleGoroutines()
 	var maxOpen int64
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
