@@ -98,21 +98,21 @@ func closedByServer(t *testing.T, conns []net.Conn, d time.Duration) {
 func TestSlowHeadersDoNotStarveTheServer(t *testing.T) {
 	addr := startWithLimits(t, testLimits)
 	conns := dialMany(t, addr, 200, "POST /messages HTTP/1.1\r\nHost: courier\r\nContent-Ty")
-	healthzPromptly(t, addr, 200*time.Millisecond)
+	healthzPromptly(t, addr, time.Second)
 	closedByServer(t, conns, 3*time.Second)
 }
 
 func TestSlowBodiesAreCutOff(t *testing.T) {
 	addr := startWithLimits(t, testLimits)
 	conns := dialMany(t, addr, 100, "POST /messages HTTP/1.1\r\nHost: courier\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"destination\":")
-	healthzPromptly(t, addr, 200*time.Millisecond)
+	healthzPromptly(t, addr, time.Second)
 	closedByServer(t, conns, 3*time.Second)
 }
 
 func TestIdleConnectionsAreClosed(t *testing.T) {
 	addr := startWithLimits(t, testLimits)
 	conns := dialMany(t, addr, 300, "")
-	healthzPromptly(t, addr, 200*time.Millisecond)
+	healthzPromptly(t, addr, time.Second)
 	closedByServer(t, conns, 3*time.Second)
 }
 
@@ -128,5 +128,5 @@ func TestOversizedHeadersAreRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("got %d, want 431", resp.StatusCode)
 	}
-	healthzPromptly(t, addr, 200*time.Millisecond)
+	healthzPromptly(t, addr, time.Second)
 }
