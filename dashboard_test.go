@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
 )
 
 // sseEvent is one server-sent event as read off the wire.
@@ -139,15 +140,20 @@ func TestEventStreamStartsWithHistoryThenSnapshotsAtTheInterval(t *testing.T) {
 
 func TestEventStreamEndsWhenTheClientLeaves(t *testing.T) {
 	a, srv := startEventsAPI(t, 20*time.Millisecond)
+	before := goleak.IgnoreCurrent() // the server and hub, running on
 	ctx, cancel := context.WithCancel(context.Background())
 	resp, events := openStream(t, ctx, srv.URL)
 	next(t, events)
 	eventually(t, 2*time.Second, "the stream to subscribe", func() bool { return subscribers(a.hub) == 1 })
 	cancel()
 	resp.Body.Close()
+	for range events { // the reader ends with the body
+	}
 	eventually(t, 2*time.Second, "the stream's handler to unsubscribe", func() bool { return subscribers(a.hub) == 0 })
 	http.DefaultClient.CloseIdleConnections()
-	// goleak in TestMain checks that its goroutine is gone too.
+	// The stream's handler and connection goroutines are gone, while the
+	// server and the hub still run.
+	goleak.VerifyNone(t, before)
 }
 
 func subscribers(h *Hub) int {
