@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,21 +106,41 @@ func (f *fakeMessageapp) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// logBuffer collects courier's JSON log lines; safe for concurrent use.
+// logBuffer collects courier's JSON log lines, in memory or, for long
+// runs whose memory is measured, in a file; safe for concurrent use.
 type logBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
+	mu   sync.Mutex // guards buf and file
+	buf  bytes.Buffer
+	file *os.File
+}
+
+// fileLog is a logBuffer kept in a file under the test's temp dir.
+func fileLog(t *testing.T) *logBuffer {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "courier.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &logBuffer{file: f}
 }
 
 func (b *logBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.file != nil {
+		return b.file.Write(p)
+	}
 	return b.buf.Write(p)
 }
 
 func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.file != nil {
+		data, _ := os.ReadFile(b.file.Name())
+		return string(data)
+	}
 	return b.buf.String()
 }
 
@@ -203,8 +225,14 @@ func baseEnv(messageappURL string) map[string]string {
 
 func startService(t *testing.T, env map[string]string) *service {
 	t.Helper()
+	return startServiceLogging(t, env, &logBuffer{})
+}
+
+// startServiceLogging is startService with the log going to logs.
+func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *service {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{t: t, logs: &logBuffer{}, stderr: &logBuffer{}, cancel: cancel, exit: make(chan int, 1),
+	s := &service{t: t, logs: logs, stderr: &logBuffer{}, cancel: cancel, exit: make(chan int, 1),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}}
 	go func() {
 		s.exit <- run(ctx, []string{"courier"}, func(k string) string { return env[k] }, s.logs, s.stderr)
