@@ -59,7 +59,11 @@ func TestDashboardShowsAnOutageInARealBrowser(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1300, 1500),
 	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	// The whole browser lives at most two minutes: a wedged Chromium fails
+	// the test instead of hanging the suite.
+	life, cancelLife := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancelLife()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(life, opts...)
 	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	defer cancel()
