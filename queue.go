@@ -37,13 +37,12 @@ type Queue struct {
 	now      func() time.Time
 
 	accepting atomic.Bool // read without the lock by the cheap reject path
-	isClosed  atomic.Bool // mirrors closed, for took's lock-free path
+	closed    atomic.Bool // set once, under mu; read also by took's lock-free path
 	drain     rateMeter   // takes per second, for Retry-After; lock-free
 
 	// mu serialises every send on ch and every watermark decision, so depth
 	// checks and transitions cannot interleave: only takes shrink ch outside it.
 	mu      sync.Mutex
-	closed  bool
 	drained chan struct{} // closed once the queue is closed and empty
 }
 
@@ -71,7 +70,7 @@ func NewQueue(max, recovery int, log zerolog.Logger, obs Observer, now func() ti
 func (q *Queue) Offer(d *Delivery, onAccept func() bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || !q.accepting.Load() || len(q.ch) >= q.max {
+	if q.closed.Load() || !q.accepting.Load() || len(q.ch) >= q.max {
 		return false
 	}
 	if !onAccept() {
@@ -88,7 +87,7 @@ func (q *Queue) Offer(d *Delivery, onAccept func() bool) bool {
 func (q *Queue) Requeue(d *Delivery, onRequeue func()) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || len(q.ch) >= q.max {
+	if q.closed.Load() || len(q.ch) >= q.max {
 		return false
 	}
 	onRequeue()
@@ -139,16 +138,16 @@ func (q *Queue) Take(ctx context.Context, interrupt <-chan struct{}) (*Delivery,
 // reached the max, and so sees accepting false.
 func (q *Queue) took() {
 	q.drain.add(q.now())
-	if q.accepting.Load() && !q.isClosed.Load() {
+	if q.accepting.Load() && !q.closed.Load() {
 		return
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	depth := len(q.ch)
-	if q.closed && depth == 0 {
+	if q.closed.Load() && depth == 0 {
 		q.markDrained()
 	}
-	if depth <= q.recovery && !q.accepting.Load() && !q.closed {
+	if depth <= q.recovery && !q.accepting.Load() && !q.closed.Load() {
 		q.accepting.Store(true)
 		q.log.Info().Str("event", "enqueueing_enabled").Int("depth", depth).
 			Int("max_size", q.max).Int("recovery_threshold", q.recovery).
@@ -162,9 +161,8 @@ func (q *Queue) took() {
 func (q *Queue) Close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.closed {
-		q.closed = true
-		q.isClosed.Store(true)
+	if !q.closed.Load() {
+		q.closed.Store(true)
 		q.accepting.Store(false)
 		close(q.ch)
 		if len(q.ch) == 0 {
