@@ -50,25 +50,21 @@ type Breaker struct {
 	clock     clock.Clock
 	log       zerolog.Logger
 
-	// mu guards the fields below and orders every Ready/Success/Fail/Reset
-	// on cb, so that a transition is seen, and logged, exactly once.
-	mu       sync.Mutex
-	state    CircuitState
-	openedAt time.Time     // last time a failure (re)opened the circuit
-	changed  chan struct{} // closed and replaced on every transition
-	obs      Observer
+	obs Observer
 
-	// view copies state, openedAt and changed for readers that must not
-	// wait on mu: every 503 and every sender's next take read it. Written
-	// under mu.
+	// mu orders every Ready/Success/Fail/Reset on cb and every change of
+	// view, so that a transition is seen, and logged, exactly once.
+	mu sync.Mutex
+	// view is the state; it is replaced, never changed, under mu and read
+	// without it: every 503 and every sender's next take read it.
 	view atomic.Pointer[circuitView]
 }
 
-// circuitView is a consistent copy of the state for lock-free readers.
+// circuitView is the circuit's state at one moment.
 type circuitView struct {
 	state    CircuitState
-	openedAt time.Time
-	changed  <-chan struct{}
+	openedAt time.Time     // last time a failure (re)opened the circuit
+	changed  chan struct{} // closed when this view is replaced by a transition
 }
 
 // NewBreaker builds a breaker that opens after threshold consecutive
@@ -93,11 +89,9 @@ func newBreaker(threshold int, policy backoff.BackOff, clk clock.Clock, log zero
 		threshold: int64(threshold),
 		clock:     clk,
 		log:       log.With().Str("component", "breaker").Logger(),
-		state:     CircuitClosed,
-		changed:   make(chan struct{}),
 		obs:       obs,
 	}
-	b.view.Store(&circuitView{state: CircuitClosed, changed: b.changed})
+	b.view.Store(&circuitView{state: CircuitClosed, changed: make(chan struct{})})
 	b.cb = circuit.NewBreakerWithOptions(&circuit.Options{
 		BackOff:    rb,
 		Clock:      clk,
@@ -124,7 +118,7 @@ func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFa
 	probe := false
 	if b.cb.Tripped() {
 		b.mu.Lock()
-		if b.state == CircuitHalfOpen || !b.cb.Ready() {
+		if b.view.Load().state == CircuitHalfOpen || !b.cb.Ready() {
 			b.mu.Unlock()
 			return ErrCircuitOpen
 		}
@@ -164,9 +158,11 @@ func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFa
 	default:
 		b.cb.Fail()
 		if b.cb.Tripped() {
-			b.openedAt = b.clock.Now() // the library restarts its open period too
-			b.view.Store(&circuitView{b.state, b.openedAt, b.changed})
-			if probe || b.state == CircuitClosed {
+			// The library restarts its open period too.
+			v := *b.view.Load()
+			v.openedAt = b.clock.Now()
+			b.view.Store(&v)
+			if probe || v.state == CircuitClosed {
 				// A late failure from before the trip must not end a
 				// probe's half-open period: the probe decides.
 				b.transition(CircuitOpen)
@@ -178,15 +174,13 @@ func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFa
 
 // transition records and logs a state change. Callers hold mu.
 func (b *Breaker) transition(to CircuitState) {
-	if b.state == to {
+	old := b.view.Load()
+	if old.state == to {
 		return
 	}
-	b.state = to
 	// Publish the new state before waking anyone, so a woken reader sees it.
-	next := make(chan struct{})
-	b.view.Store(&circuitView{to, b.openedAt, next})
-	close(b.changed)
-	b.changed = next
+	b.view.Store(&circuitView{state: to, openedAt: old.openedAt, changed: make(chan struct{})})
+	close(old.changed)
 	switch to {
 	case CircuitOpen:
 		b.log.Warn().Str("event", "circuit_open").Int64("consecutive_failures", b.cb.ConsecFailures()).
