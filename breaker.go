@@ -49,8 +49,7 @@ type Breaker struct {
 	threshold int64
 	clock     clock.Clock
 	log       zerolog.Logger
-
-	obs Observer
+	obs       Observer
 
 	// mu orders every Ready/Success/Fail/Reset on cb and every change of
 	// view, so that a transition is seen, and logged, exactly once.
