@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,7 +36,7 @@ const demoRate = 40
 const demoMinPhase = 3 * time.Second
 
 // demoStatusLines prints, every second, what courier and its client see.
-func demoStatusLines(ctx context.Context, w *demoWatcher, courierURL string, load *loadClient) {
+func demoStatusLines(ctx context.Context, w *demoWatcher, statusClient *http.Client, courierURL string, load *loadClient) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	prev := load.soFar()
@@ -47,8 +46,8 @@ func demoStatusLines(ctx context.Context, w *demoWatcher, courierURL string, loa
 			return
 		case <-tick.C:
 		}
-		var st statusResponse
-		if err := getJSON(courierURL+"/status", &st); err != nil {
+		st, err := getStatus(statusClient, courierURL, 2*time.Second)
+		if err != nil {
 			continue
 		}
 		now := load.soFar()
@@ -251,7 +250,10 @@ func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 	}
 	tickerCtx, stopTicker := context.WithCancel(ctx)
 	var ticker sync.WaitGroup
-	ticker.Go(func() { demoStatusLines(tickerCtx, w, courierURL, load) })
+	// Its own client, without keep-alives: nothing is left open when the
+	// demo returns.
+	statusClient := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	ticker.Go(func() { demoStatusLines(tickerCtx, w, statusClient, courierURL, load) })
 	for _, ph := range phases {
 		w.printf("── %s", ph.title)
 		sim.SetProfile(ph.profile)
@@ -270,8 +272,8 @@ func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 	stopTicker()
 	ticker.Wait()
 	w.printf("── the client stops; courier drains and shuts down")
-	var final statusResponse
-	if err := getJSON(courierURL+"/status", &final); err != nil {
+	final, err := getStatus(statusClient, courierURL, 2*time.Second)
+	if err != nil {
 		w.printf("could not read /status: %v", err)
 	}
 	stopSvc()
@@ -308,24 +310,4 @@ func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 		fmt.Fprintln(out, "\nnot every phase was observed: courier demo failed")
 	}
 	return all, nil
-}
-
-// getJSON GETs url into v with a short deadline.
-func getJSON(url string, v any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }

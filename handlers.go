@@ -247,8 +247,7 @@ func decodePostMessage(body io.Reader) (postMessageRequest, []fieldProblem, erro
 		}
 		return postMessageRequest{}, nil, errors.New("request body must hold exactly one JSON object")
 	}
-	var req postMessageRequest
-	problems := validate(raw, map[string]*string{"destination": &req.Destination, "body": &req.Body})
+	req, problems := validate(raw)
 	return req, problems, nil
 }
 
@@ -273,24 +272,29 @@ func jsonProblem(err error) error {
 	}
 }
 
-// validate fills the wanted string fields from raw and returns a problem for
+// validate reads the request's fields from raw and returns a problem for
 // each unknown, missing, empty or non-string field, in a stable order.
-func validate(raw map[string]json.RawMessage, wanted map[string]*string) []fieldProblem {
+func validate(raw map[string]json.RawMessage) (postMessageRequest, []fieldProblem) {
+	var req postMessageRequest
 	var problems []fieldProblem
-	for _, name := range []string{"destination", "body"} {
-		v, ok := raw[name]
+	fields := [...]struct {
+		name string
+		dst  *string
+	}{{"destination", &req.Destination}, {"body", &req.Body}}
+	for _, f := range fields {
+		v, ok := raw[f.name]
 		switch {
 		case !ok:
-			problems = append(problems, fieldProblem{Field: name, Detail: name + " is required"})
-		case string(v) == "null" || json.Unmarshal(v, wanted[name]) != nil:
-			problems = append(problems, fieldProblem{Field: name, Detail: name + " must be a string"})
-		case strings.TrimSpace(*wanted[name]) == "":
-			problems = append(problems, fieldProblem{Field: name, Detail: name + " must not be empty"})
+			problems = append(problems, fieldProblem{Field: f.name, Detail: f.name + " is required"})
+		case string(v) == "null" || json.Unmarshal(v, f.dst) != nil:
+			problems = append(problems, fieldProblem{Field: f.name, Detail: f.name + " must be a string"})
+		case strings.TrimSpace(*f.dst) == "":
+			problems = append(problems, fieldProblem{Field: f.name, Detail: f.name + " must not be empty"})
 		}
 	}
-	unknown := make([]string, 0)
+	var unknown []string
 	for name := range raw {
-		if _, ok := wanted[name]; !ok {
+		if name != fields[0].name && name != fields[1].name {
 			unknown = append(unknown, name)
 		}
 	}
@@ -298,7 +302,7 @@ func validate(raw map[string]json.RawMessage, wanted map[string]*string) []field
 	for _, name := range unknown {
 		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("unknown field %q", name)})
 	}
-	return problems
+	return req, problems
 }
 
 // describe joins field problems into one detail sentence.
@@ -326,7 +330,7 @@ func (a *api) rejectQueueFull(w http.ResponseWriter) {
 	a.store.Reject()
 	a.obs.Rejected("queue_full")
 	q, c := a.queueStatus(), a.circuitStatus()
-	key := rejectKey{q: q, c: c, wait: retryAfter(q.Depth, q.RecoveryThreshold, a.queue.DrainRate(), a.breaker.OpenLeft())}
+	key := rejectKey{q: q, c: c, wait: a.retryAfter(q)}
 	cached := a.rejectCache.Load()
 	if cached == nil || cached.key != key {
 		cached = renderQueueFull(key)
@@ -337,6 +341,11 @@ func (a *api) rejectQueueFull(w http.ResponseWriter) {
 	h["Retry-After"] = cached.retryAfter
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_, _ = w.Write(cached.body)
+}
+
+// retryAfter is the Retry-After estimate for the queue as it is in q.
+func (a *api) retryAfter(q queueStatus) int {
+	return retryAfter(q.Depth, q.RecoveryThreshold, a.queue.DrainRate(), a.breaker.OpenLeft())
 }
 
 // problemContentType is shared, never modified, by every problem answer.
@@ -467,7 +476,7 @@ func (a *api) handleReadyz() httprouter.Handle {
 			a.writeProblem(w, http.StatusServiceUnavailable, "shutting_down", "courier is shutting down", nil)
 		case !a.queue.Accepting():
 			q := a.queueStatus()
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfter(q.Depth, q.RecoveryThreshold, a.queue.DrainRate(), a.breaker.OpenLeft())))
+			w.Header().Set("Retry-After", strconv.Itoa(a.retryAfter(q)))
 			a.writeProblem(w, http.StatusServiceUnavailable, "queue_full",
 				fmt.Sprintf("the queue is full (%d of %d); not ready until it drains to %d", q.Depth, q.MaxSize, q.RecoveryThreshold), nil)
 		default:

@@ -386,27 +386,35 @@ func (c *loadClient) report(ctx context.Context) {
 type courierView struct{ depth, accepting, circuit string }
 
 func fetchStatus(client *http.Client, base string) courierView {
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	unknown := courierView{"?", "?", "?"}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/status", nil)
+	st, err := getStatus(client, base, 500*time.Millisecond)
 	if err != nil {
-		return unknown
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return unknown
-	}
-	defer resp.Body.Close()
-	var st statusResponse
-	if json.NewDecoder(resp.Body).Decode(&st) != nil {
-		return unknown
+		return courierView{"?", "?", "?"}
 	}
 	acc := "no"
 	if st.Queue.Accepting {
 		acc = "yes"
 	}
 	return courierView{fmt.Sprintf("%d/%d", st.Queue.Depth, st.Queue.MaxSize), acc, string(st.Circuit.State)}
+}
+
+// getStatus reads courier's GET /status at base, giving up after within.
+func getStatus(client *http.Client, base string, within time.Duration) (statusResponse, error) {
+	var st statusResponse
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/status", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("GET /status: %s", resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
 // printLoadSummary writes the end-of-run table.
