@@ -36,14 +36,17 @@ type Queue struct {
 	obs      Observer
 	now      func() time.Time
 
-	accepting atomic.Bool // read without the lock by the cheap reject path
-	closed    atomic.Bool // set once, under mu; read also by took's lock-free path
+	accepting atomic.Bool // written under mu; read without it by the cheap reject path
+	closed    atomic.Bool // set once, under mu
 	drain     rateMeter   // takes per second, for Retry-After; lock-free
 
 	// mu serialises every send on ch and every watermark decision, so depth
-	// checks and transitions cannot interleave: only takes shrink ch outside it.
+	// checks and transitions cannot interleave. Takes shrink ch outside it,
+	// and each one then takes mu to decide on what it left.
 	mu      sync.Mutex
 	drained chan struct{} // closed once the queue is closed and empty
+
+	beforeDisable func() // test hook: runs under mu between reading depth == max and disabling
 }
 
 // NewQueue makes a queue that holds at most max deliveries and accepts again
@@ -99,6 +102,9 @@ func (q *Queue) Requeue(d *Delivery, onRequeue func()) bool {
 // checkFull disables enqueueing when the depth reaches max. Callers hold mu.
 func (q *Queue) checkFull() {
 	if depth := len(q.ch); depth >= q.max && q.accepting.Load() {
+		if q.beforeDisable != nil {
+			q.beforeDisable()
+		}
 		q.accepting.Store(false)
 		q.log.Warn().Str("event", "enqueueing_disabled").Int("depth", depth).
 			Int("max_size", q.max).Int("recovery_threshold", q.recovery).
@@ -132,22 +138,24 @@ func (q *Queue) Take(ctx context.Context, interrupt <-chan struct{}) (*Delivery,
 }
 
 // took records a dequeue and re-enables enqueueing at the recovery
-// threshold. While enqueueing is enabled and the queue open there is
-// nothing to decide, so the common case takes no lock: the take that brings
-// the depth to the threshold comes after the take that disabled enqueueing
-// reached the max, and so sees accepting false.
+// threshold. It always takes the lock: the receive that shrank the queue
+// happened before it, so the last of any set of offers, takes and requeues
+// to hold the lock sees the final depth and leaves the flag right. (A
+// lock-free shortcut while accepting read true lost that race: an offer
+// that had just read depth == max could store false after every message was
+// taken, leaving an empty queue that never accepted again.)
 func (q *Queue) took() {
 	q.drain.add(q.now())
-	if q.accepting.Load() && !q.closed.Load() {
-		return
-	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	depth := len(q.ch)
-	if q.closed.Load() && depth == 0 {
-		q.markDrained()
+	if q.closed.Load() {
+		if depth == 0 {
+			q.markDrained()
+		}
+		return
 	}
-	if depth <= q.recovery && !q.accepting.Load() && !q.closed.Load() {
+	if depth <= q.recovery && !q.accepting.Load() {
 		q.accepting.Store(true)
 		q.log.Info().Str("event", "enqueueing_enabled").Int("depth", depth).
 			Int("max_size", q.max).Int("recovery_threshold", q.recovery).

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -214,4 +216,136 @@ func TestDrainRateIsTheFastestRecentSecond(t *testing.T) {
 	if got := m.peak(now.Add(20 * time.Second)); got != 0 {
 		t.Errorf("peak after the window: got %v, want 0", got)
 	}
+}
+
+func TestQueueReopensWhenTakesEmptyItWhileTheFillingOfferDisablesIt(t *testing.T) {
+	// The interleaving a review found at GOMAXPROCS=8: an offer fills the
+	// queue and reads depth == max; before it disables enqueueing, senders
+	// take every message. The last take must still see the queue disabled
+	// and enable it, or courier answers 503 queue_full for ever.
+	q, _ := newTestQueue(2, 0)
+	offer(q, "a")
+	var takers sync.WaitGroup
+	q.beforeDisable = func() {
+		for range 2 {
+			takers.Go(func() {
+				if _, err := q.Take(context.Background(), nil); err != nil {
+					t.Errorf("take: %v", err)
+				}
+			})
+		}
+		eventually(t, 5*time.Second, "the takers to empty the queue", func() bool { return q.Depth() == 0 })
+	}
+	if !offer(q, "b") {
+		t.Fatal("the offer that fills the queue was refused")
+	}
+	takers.Wait()
+	if q.Depth() != 0 || !q.Accepting() {
+		t.Errorf("after every message was taken: got depth %d accepting %v, want 0 true", q.Depth(), q.Accepting())
+	}
+}
+
+// transitionLog records the queue's transitions in order.
+type transitionLog struct {
+	observers
+	mu   sync.Mutex
+	seen []bool
+}
+
+func (l *transitionLog) QueueChanged(accepting bool, _ int) {
+	l.mu.Lock()
+	l.seen = append(l.seen, accepting)
+	l.mu.Unlock()
+}
+
+func TestWatermarkIsConsistentWheneverTheQueueIsQuiet(t *testing.T) {
+	// More procs than cores: more preemption points, as on a big box.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
+	run := 2 * time.Second
+	if v := os.Getenv("COURIER_STRESS"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("COURIER_STRESS=%q: %v", v, err)
+		}
+		run = d
+	}
+	const max, recovery = 4, 1
+	trans := &transitionLog{}
+	q := NewQueue(max, recovery, zerolog.Nop(), trans, time.Now)
+	var accepted, finished atomic.Int64
+	// round runs offerers, takers and requeuers at once; with closeMidway,
+	// the queue is closed in the middle of it. It returns once every
+	// operation has returned: the queue is quiet.
+	round := func(closeMidway bool) {
+		ctx, cancel := context.WithCancel(context.Background())
+		var offerers, others sync.WaitGroup
+		for w := range 4 {
+			offerers.Go(func() {
+				for i := range 64 {
+					if offer(q, strconv.Itoa(w*100+i)) {
+						accepted.Add(1)
+					}
+				}
+			})
+		}
+		for range 4 {
+			others.Go(func() {
+				for {
+					if _, err := q.Take(ctx, nil); err != nil {
+						return
+					}
+					finished.Add(1)
+				}
+			})
+		}
+		for range 2 {
+			others.Go(func() {
+				for {
+					d, err := q.Take(ctx, nil)
+					if err != nil {
+						return
+					}
+					if !q.Requeue(d, func() {}) {
+						finished.Add(1) // no room, or closed: the sender keeps and delivers it
+					}
+				}
+			})
+		}
+		if closeMidway {
+			q.Close()
+		}
+		offerers.Wait()
+		if closeMidway {
+			<-q.Drained()
+		}
+		cancel()
+		others.Wait()
+	}
+
+	rounds := 0
+	for deadline := time.Now().Add(run); time.Now().Before(deadline); rounds++ {
+		round(false)
+		depth := q.Depth()
+		if depth > max {
+			t.Fatalf("round %d: depth %d above max %d", rounds, depth, max)
+		}
+		if depth <= recovery && !q.Accepting() {
+			t.Fatalf("round %d: quiet with depth %d <= recovery %d but not accepting", rounds, depth, recovery)
+		}
+		if got, want := accepted.Load(), finished.Load()+int64(depth); got != want {
+			t.Fatalf("round %d: accepted %d, taken or queued %d", rounds, got, want)
+		}
+	}
+	round(true)
+	if q.Depth() != 0 || accepted.Load() != finished.Load() {
+		t.Errorf("after close: depth %d, accepted %d, finished %d; want 0 and equal", q.Depth(), accepted.Load(), finished.Load())
+	}
+	trans.mu.Lock()
+	defer trans.mu.Unlock()
+	for i, accepting := range trans.seen {
+		if want := i%2 == 1; accepting != want {
+			t.Fatalf("transition %d: got accepting=%v, want %v (they must alternate)", i, accepting, want)
+		}
+	}
+	t.Logf("%d rounds, %d accepted, %d transitions", rounds, accepted.Load(), len(trans.seen))
 }
