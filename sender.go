@@ -246,8 +246,8 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (pr
 
 // awaitTurn returns true when d may be tried now. While the circuit is not
 // closed, the probe-slot holder waits for the probe to be due; any other
-// sender puts d back in the queue (returning false) or, if the queue is
-// full, waits for the circuit to change.
+// sender puts d back in the queue (returning false) or, if it cannot, waits
+// for the circuit to change or for the slot.
 func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, wasOpen bool) bool {
 	for {
 		state, changed := p.breaker.State()
@@ -281,8 +281,19 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, 
 		case !*holdsProbe && p.queue.Requeue(d, func() { p.store.Move(d.ID, StatusQueued, d.Attempts, nil) }):
 			return false
 		default:
-			// Half-open, or no room to put d back: wait for the circuit.
-			if _, err := waitFor(ctx, 0, changed); err != nil {
+			// Half-open, or no room to put d back (the queue is full, or
+			// closed by shutdown): wait for the circuit to change or for the
+			// probe slot to be free, so that d gets its own probe even when
+			// the sender that held the slot had nothing to carry and left.
+			var claim chan<- struct{}
+			if !*holdsProbe {
+				claim = p.probe
+			}
+			select {
+			case <-changed:
+			case claim <- struct{}{}:
+				*holdsProbe = true
+			case <-ctx.Done():
 				return false
 			}
 		}
@@ -291,16 +302,12 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, 
 }
 
 // waitFor waits until d has passed (true), changed fires (false) or ctx is
-// done (its error). A zero d waits for changed or ctx only.
+// done (its error).
 func waitFor(ctx context.Context, d time.Duration, changed <-chan struct{}) (bool, error) {
-	var due <-chan time.Time
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		due = t.C
-	}
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
-	case <-due:
+	case <-t.C:
 		return true, nil
 	case <-changed:
 		return false, nil

@@ -1,11 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"net/http"
+	"runtime"
+	"strings"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/facebookgo/clock"
+	"github.com/rs/zerolog"
 )
 
 func TestEachFailureKindHasItsOwnOutcomeLogLineAndFinalStatus(t *testing.T) {
@@ -339,5 +346,62 @@ func TestZeroShutdownTimeoutListsEverythingQueuedAtOnce(t *testing.T) {
 	}
 	if got := s.logs.entries(map[string]any{"event": "undelivered"}); len(got) != 3 {
 		t.Errorf("undelivered lines: got %d, want 3", len(got))
+	}
+}
+
+// parkedIn reports whether some goroutine is blocked in a select inside fn.
+func parkedIn(fn string) bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "[select") && strings.Contains(g, fn) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestMessageHeldDuringShutdownGetsItsOwnProbeWhenTheSlotFrees(t *testing.T) {
+	// The stranding a review found: shutdown has closed the queue, so a
+	// sender holding a message while the circuit is open cannot put it
+	// back; the probe slot is held by another sender that then leaves with
+	// nothing to carry. The held message must still be probed, and sent.
+	app := newFakeMessageapp(t, modeOK)
+	logs := &logBuffer{}
+	log := zerolog.New(logs)
+	q := NewQueue(2, 0, log, observers(nil), time.Now)
+	br := NewBreaker(1, 20*time.Millisecond, 20*time.Millisecond, clock.New(), log, observers(nil))
+	store := NewStore(10, time.Now)
+	client := newMessageappClient(app.URL(), time.Second, 1)
+	defer client.Close()
+	p := NewSenders(1, 3, q, br, store, client, log, observers(nil))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_ = br.Call(ctx, func(context.Context) error { return errors.New("messageapp failed") }, func(error) bool { return true })
+	if st, _ := br.State(); st != CircuitOpen {
+		t.Fatalf("circuit: got %s, want open", st)
+	}
+	q.Close()
+	p.probe <- struct{}{} // another sender holds the slot
+	store.Add("held", "d", "b", "")
+	d := &Delivery{ID: "held", Destination: "d", Body: "b"}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if p.deliver(ctx, d, false) {
+			<-p.probe
+		}
+	}()
+	eventually(t, 5*time.Second, "the sender to wait with its message", func() bool { return parkedIn("(*Senders).awaitTurn") })
+	<-p.probe // the slot holder finds the queue drained and leaves
+
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held message was never probed: the sender still waits for a circuit that nothing will change")
+	}
+	if m, _ := store.Get("held"); m.Status != StatusSent {
+		t.Errorf("held message: got status %s, want sent", m.Status)
 	}
 }
