@@ -13,7 +13,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -95,7 +97,18 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	if err != nil {
 		return &sendError{Outcome: OutcomeUnreachable, Detail: "encode message: " + err.Error()}
 	}
-	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, c.url, bytes.NewReader(payload))
+	// How far the request got decides what a deadline means: only a
+	// request that went out may have been delivered.
+	var reached atomic.Int32 // 0 nothing, 1 connected, 2 request written
+	traced := httptrace.WithClientTrace(callCtx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { reached.CompareAndSwap(0, 1) },
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				reached.Store(2)
+			}
+		},
+	})
+	req, err := http.NewRequestWithContext(traced, http.MethodPost, c.url, bytes.NewReader(payload))
 	if err != nil {
 		return &sendError{Outcome: OutcomeUnreachable, Detail: "build request: " + err.Error()}
 	}
@@ -105,10 +118,14 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 		switch {
 		case ctx.Err() != nil:
 			return errAborted
-		case errors.Is(callCtx.Err(), context.DeadlineExceeded):
-			return &sendError{Outcome: OutcomeTimeout, Detail: fmt.Sprintf("no answer within %s", c.timeout)}
-		default:
+		case !errors.Is(callCtx.Err(), context.DeadlineExceeded):
 			return &sendError{Outcome: OutcomeUnreachable, Detail: err.Error()}
+		case reached.Load() == 2:
+			return &sendError{Outcome: OutcomeTimeout, Detail: fmt.Sprintf("no answer within %s", c.timeout)}
+		case reached.Load() == 1:
+			return &sendError{Outcome: OutcomeUnreachable, Detail: fmt.Sprintf("connected but could not send the request within %s", c.timeout)}
+		default:
+			return &sendError{Outcome: OutcomeUnreachable, Detail: fmt.Sprintf("could not connect within %s", c.timeout)}
 		}
 	}
 	defer resp.Body.Close()

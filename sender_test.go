@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,10 +32,13 @@ func TestEachFailureKindHasItsOwnOutcomeLogLineAndFinalStatus(t *testing.T) {
 		wantStatus   Status
 		wantAttempts int
 		wantLevel    string
+		wantDetail   string
 	}{
-		{"messageapp answers 500: retried, then failed", modeError, nil, OutcomeMessageappError, StatusFailed, 3, "error"},
-		{"messageapp unreachable: retried, then failed", modeOK, closedURL, OutcomeUnreachable, StatusFailed, 3, "error"},
-		{"messageapp hangs: one attempt, then timeout, never retried", modeHang, nil, OutcomeTimeout, StatusTimeout, 1, "error"},
+		{"messageapp answers 500: retried, then failed", modeError, nil, OutcomeMessageappError, StatusFailed, 3, "error", "messageapp answered 500"},
+		{"messageapp refuses the connection: unreachable, retried, then failed", modeOK, closedURL, OutcomeUnreachable, StatusFailed, 3, "error", "connection refused"},
+		{"messageapp never accepts the connection: unreachable within the deadline, retried, then failed",
+			modeOK, fullBacklogURL, OutcomeUnreachable, StatusFailed, 3, "error", "could not connect within 200ms"},
+		{"messageapp hangs: one attempt, then timeout, never retried", modeHang, nil, OutcomeTimeout, StatusTimeout, 1, "error", "no answer within 200ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,8 +56,8 @@ func TestEachFailureKindHasItsOwnOutcomeLogLineAndFinalStatus(t *testing.T) {
 			if m.Attempts != tt.wantAttempts {
 				t.Errorf("attempts: got %d, want %d", m.Attempts, tt.wantAttempts)
 			}
-			if m.LastError == nil || m.LastError.Kind != tt.wantOutcome || m.LastError.Detail == "" {
-				t.Errorf("last_error: got %+v, want kind %s with a detail", m.LastError, tt.wantOutcome)
+			if m.LastError == nil || m.LastError.Kind != tt.wantOutcome || !strings.Contains(m.LastError.Detail, tt.wantDetail) {
+				t.Errorf("last_error: got %+v, want kind %s with a detail saying %q", m.LastError, tt.wantOutcome, tt.wantDetail)
 			}
 			lines := s.logs.entries(map[string]any{"id": id, "component": "sender"})
 			if len(lines) != tt.wantAttempts {
@@ -404,4 +409,40 @@ func TestMessageHeldDuringShutdownGetsItsOwnProbeWhenTheSlotFrees(t *testing.T) 
 	if m, _ := store.Get("held"); m.Status != StatusSent {
 		t.Errorf("held message: got status %s, want sent", m.Status)
 	}
+}
+
+// fullBacklogURL is the address of a listener that never accepts and whose
+// accept queue is already full: the kernel drops further connection
+// attempts, so a client's dial hangs until its deadline and nothing ever
+// reaches the other side.
+func fullBacklogURL(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	// Fill the accept queue until a dial no longer completes.
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if i == 64 {
+			t.Fatal("the accept queue never filled: every dial still completes")
+		}
+	}
+	return "http://" + addr + "/message"
 }
