@@ -197,6 +197,9 @@ func (a *api) handleEvents() httprouter.Handle {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Accel-Buffering", "no")
+		if r.Method == http.MethodHead {
+			return // the headers say what GET would stream
+		}
 		ch, hist := a.hub.subscribe()
 		defer a.hub.unsubscribe(ch)
 

@@ -5,6 +5,7 @@ package main
 // knows the queue, the breaker's state and the store, never messageapp.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,21 +43,29 @@ type api struct {
 // routes is the whole API surface.
 func (a *api) routes() http.Handler {
 	r := httprouter.New()
-	// Each API route's duration is measured, labelled by its pattern.
-	measured := func(method, route string, h httprouter.Handle) {
-		r.Handler(method, route, a.metrics.instrument(route, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			h(w, req, httprouter.ParamsFromContext(req.Context()))
-		})))
+	// A path that is almost right is a 404 problem, not an HTML redirect:
+	// every answer courier gives is JSON.
+	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
+	// Every read answers HEAD as GET: net/http drops the body.
+	get := func(route string, h http.Handler) {
+		r.Handler(http.MethodGet, route, h)
+		r.Handler(http.MethodHead, route, h)
 	}
-	measured(http.MethodPost, "/messages", a.handlePostMessage())
-	measured(http.MethodGet, "/messages", a.handleListMessages())
-	measured(http.MethodGet, "/messages/:id", a.handleGetMessage())
-	measured(http.MethodGet, "/status", a.handleStatus())
-	measured(http.MethodGet, "/healthz", a.handleHealthz())
-	measured(http.MethodGet, "/readyz", a.handleReadyz())
-	r.GET("/", a.handleDashboard())
-	r.GET("/events", a.handleEvents())
-	r.Handler(http.MethodGet, "/metrics", a.metrics.Handler())
+	// Each API route's duration is measured, labelled by its pattern.
+	measured := func(route string, h httprouter.Handle) http.Handler {
+		return a.metrics.instrument(route, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			h(w, req, httprouter.ParamsFromContext(req.Context()))
+		}))
+	}
+	r.Handler(http.MethodPost, "/messages", measured("/messages", a.handlePostMessage()))
+	get("/messages", measured("/messages", a.handleListMessages()))
+	get("/messages/:id", measured("/messages/:id", a.handleGetMessage()))
+	get("/status", measured("/status", a.handleStatus()))
+	get("/healthz", measured("/healthz", a.handleHealthz()))
+	get("/readyz", measured("/readyz", a.handleReadyz()))
+	get("/", plain(a.handleDashboard()))
+	get("/events", plain(a.handleEvents()))
+	get("/metrics", a.metrics.Handler())
 
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		a.writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path), nil)
@@ -70,6 +79,11 @@ func (a *api) routes() http.Handler {
 		a.writeProblem(w, http.StatusInternalServerError, "internal_error", "courier failed to handle this request", nil)
 	}
 	return r
+}
+
+// plain adapts a handle that takes no route parameters.
+func plain(h httprouter.Handle) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h(w, r, nil) })
 }
 
 // writeJSON writes v as a JSON body with status.
@@ -145,7 +159,7 @@ func (a *api) handlePostMessage() httprouter.Handle {
 			a.rejectQueueFull(w)
 			return
 		}
-		if key != "" && !validIdempotencyKey(key) {
+		if _, sent := r.Header["Idempotency-Key"]; sent && !validIdempotencyKey(key) {
 			a.writeProblem(w, http.StatusBadRequest, "invalid_request",
 				"Idempotency-Key must be 1 to 255 visible ASCII characters",
 				&problem{Errors: []fieldProblem{{Field: "Idempotency-Key", Detail: "must be 1 to 255 visible ASCII characters"}}})
@@ -156,7 +170,7 @@ func (a *api) handlePostMessage() httprouter.Handle {
 				fmt.Sprintf("Content-Type %q is not JSON; send application/json (with curl: --json or -H 'Content-Type: application/json')", ct), nil)
 			return
 		}
-		req, problems, err := decodePostMessage(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		req, problems, err := decodePostMessage(w, r)
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
@@ -228,47 +242,105 @@ func isJSON(contentType string) bool {
 	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
 
-// decodePostMessage reads one JSON object and checks every field. It
-// returns the field problems found, or an error when the body is not a JSON
-// object at all (or is too large).
-func decodePostMessage(body io.Reader) (postMessageRequest, []fieldProblem, error) {
-	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(body)
-	if err := dec.Decode(&raw); err != nil {
-		return postMessageRequest{}, nil, jsonProblem(err)
+// decodePostMessage reads the whole body, at most maxBodyBytes of it (a
+// larger body is a *http.MaxBytesError whatever it holds), then one JSON
+// object. It returns the field problems found, or an error when the body is
+// not one JSON object at all.
+func decodePostMessage(w http.ResponseWriter, r *http.Request) (postMessageRequest, []fieldProblem, error) {
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
+		buf.Grow(int(n))
 	}
-	if raw == nil {
-		return postMessageRequest{}, nil, errors.New("request body must be a JSON object, not null")
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes)); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return postMessageRequest{}, nil, err
 		}
+		return postMessageRequest{}, nil, fmt.Errorf("unreadable request body: %v", err)
+	}
+	dec := json.NewDecoder(&buf)
+	raw, repeated, err := decodeObject(dec)
+	if err != nil {
+		return postMessageRequest{}, nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return postMessageRequest{}, nil, errors.New("request body must hold exactly one JSON object")
 	}
 	req, problems := validate(raw)
+	for _, name := range repeated {
+		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("field %q is given more than once", name)})
+	}
 	return req, problems, nil
+}
+
+// decodeObject reads one JSON object member by member and lists the names
+// given more than once: which of two values a client meant is not for
+// courier to guess.
+func decodeObject(dec *json.Decoder) (raw map[string]json.RawMessage, repeated []string, err error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, nil, jsonProblem(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, nil, fmt.Errorf("request body must be a JSON object, not %s", jsonKind(tok))
+	}
+	// Past the opening brace, the end of the body is always too early.
+	inside := func(err error) error {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return jsonProblem(err)
+	}
+	raw = make(map[string]json.RawMessage, 2)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, inside(err)
+		}
+		name, _ := tok.(string) // inside an object the decoder yields only names here
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, inside(err)
+		}
+		if _, seen := raw[name]; seen && !slices.Contains(repeated, name) {
+			repeated = append(repeated, name)
+		}
+		raw[name] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, nil, inside(err)
+	}
+	return raw, repeated, nil
+}
+
+// jsonKind names the kind of JSON value that starts with tok.
+func jsonKind(tok json.Token) string {
+	switch tok.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case float64, json.Number:
+		return "a number"
+	case string:
+		return "a string"
+	default:
+		return "an array"
+	}
 }
 
 // jsonProblem turns a decoding error into a sentence for the client.
 func jsonProblem(err error) error {
 	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	var tooBig *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooBig):
-		return err
 	case errors.Is(err, io.EOF):
 		return errors.New("request body is empty; send a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return errors.New("malformed JSON: the body ends before the object does")
 	case errors.As(err, &syntax):
 		return fmt.Errorf("malformed JSON at byte %d: %v", syntax.Offset, syntax)
-	case errors.As(err, &typ):
-		return fmt.Errorf("request body must be a JSON object, not %s", typ.Value)
 	default:
-		return fmt.Errorf("unreadable request body: %v", err)
+		return fmt.Errorf("malformed JSON: %v", err)
 	}
 }
 

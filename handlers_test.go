@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -37,7 +38,9 @@ func TestPostMessageRejectsBadInputWithProblemDetails(t *testing.T) {
 		{"body null", "application/json", `{"destination":"a","body":null}`, 400, "invalid_request", []string{"body"}},
 		{"unknown field", "application/json", `{"destination":"a","body":"b","priority":1}`, 400, "invalid_request", []string{"priority"}},
 		{"field names are case-sensitive", "application/json", `{"Destination":"a","body":"b"}`, 400, "invalid_request", []string{"destination", "Destination"}},
+		{"a field given twice", "application/json", `{"destination":"a","body":"a","body":"b"}`, 400, "invalid_request", []string{"body"}},
 		{"body over 64 KiB", "application/json", `{"destination":"a","body":"` + strings.Repeat("x", 64<<10) + `"}`, 413, "payload_too_large", nil},
+		{"body over 64 KiB that is not JSON", "application/json", strings.Repeat("a", 1<<20), 413, "payload_too_large", nil},
 		{"form content type (curl -d)", "application/x-www-form-urlencoded", `{"destination":"a","body":"b"}`, 415, "unsupported_media_type", nil},
 		{"text/plain", "text/plain", `{"destination":"a","body":"b"}`, 415, "unsupported_media_type", nil},
 		{"unparsable content type", "application/", `{"destination":"a","body":"b"}`, 415, "unsupported_media_type", nil},
@@ -90,6 +93,30 @@ func checkProblem(t *testing.T, r response, status int, code string) {
 		if s, _ := r.body[k].(string); s == "" {
 			t.Errorf("problem member %q missing or empty in %v", k, r.body)
 		}
+	}
+}
+
+func TestPostMessageProblemDetailSaysWhatIsWrong(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	tests := []struct{ body, want string }{
+		{``, "request body is empty"},
+		{`{"destination": "a",`, "the body ends before the object does"},
+		{`{"destination": "a"`, "the body ends before the object does"},
+		{`["a"]`, "must be a JSON object, not an array"},
+		{`"a"`, "must be a JSON object, not a string"},
+		{`null`, "must be a JSON object, not null"},
+		{`{"destination":"a","body":"b"} {}`, "exactly one JSON object"},
+		{`{"destination":"a","destination":"a","body":"b"}`, `field "destination" is given more than once`},
+		{`{"destination":"a",,}`, "malformed JSON at byte"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.body, func(t *testing.T) {
+			r := s.do(http.MethodPost, "/messages", "application/json", tt.body)
+			if d, _ := r.body["detail"].(string); r.status != 400 || !strings.Contains(d, tt.want) {
+				t.Errorf("got %d %q, want 400 with a detail saying %q", r.status, d, tt.want)
+			}
+		})
 	}
 }
 
@@ -159,6 +186,58 @@ func TestUnknownRoutesAndMethodsAreProblems(t *testing.T) {
 		t.Fatalf("status: got %d, want 405", r.status)
 	}
 	checkProblem(t, r, 405, "method_not_allowed")
+}
+
+func TestAPathWithATrailingSlashIsANotFoundProblemNotARedirect(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	s.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, path := range []string{"/messages/", "/status/", "/healthz/", "/STATUS"} {
+		t.Run(path, func(t *testing.T) {
+			r := s.do(http.MethodGet, path, "", "")
+			if r.status != http.StatusNotFound {
+				t.Fatalf("status: got %d (Location %q), want 404", r.status, r.header.Get("Location"))
+			}
+			checkProblem(t, r, 404, "not_found")
+		})
+	}
+}
+
+func TestHeadIsAnsweredLikeGetWithoutABody(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	id := s.post("d", "b").body["id"].(string)
+	call := func(method, path string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, s.url+path, nil)
+		resp, err := s.client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, body
+	}
+	for _, path := range []string{"/messages", "/messages/" + id, "/messages/unknown", "/status", "/healthz", "/readyz", "/", "/metrics", "/events"} {
+		t.Run(path, func(t *testing.T) {
+			head, body := call(http.MethodHead, path)
+			if len(body) != 0 {
+				t.Errorf("HEAD body: got %d bytes, want none", len(body))
+			}
+			wantStatus, wantType := http.StatusOK, "text/event-stream"
+			if path != "/events" { // GET streams for ever
+				get, _ := call(http.MethodGet, path)
+				wantStatus, wantType = get.StatusCode, get.Header.Get("Content-Type")
+			}
+			if head.StatusCode != wantStatus || head.Header.Get("Content-Type") != wantType {
+				t.Errorf("HEAD: got %d %q, want %d %q as GET answers", head.StatusCode, head.Header.Get("Content-Type"), wantStatus, wantType)
+			}
+		})
+	}
+	r := s.do(http.MethodHead, "/messages/"+id+"/x", "", "")
+	if r.status != http.StatusNotFound {
+		t.Errorf("HEAD on no route: got %d, want 404", r.status)
+	}
 }
 
 func TestListMessagesNewestFirstWithLimitAndStatus(t *testing.T) {

@@ -101,6 +101,21 @@ func TestBadIdempotencyKeysAreRefused(t *testing.T) {
 	for _, key := range []string{strings.Repeat("k", 256), "has space", "tab\there"} {
 		checkProblem(t, s.postKeyed(key, "d", "b"), 400, "invalid_request")
 	}
+	t.Run("an empty key is refused, not taken for no key", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/messages", strings.NewReader(`{"destination":"d","body":"b"}`))
+		req.Header["Idempotency-Key"] = []string{""}
+		resp, err := s.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("status: got %d, want 400", resp.StatusCode)
+		}
+	})
+	if st := s.status(); st.Messages.Accepted != 0 {
+		t.Errorf("accepted: got %d, want 0", st.Messages.Accepted)
+	}
 }
 
 func TestKeysAreForgottenWithTheirMessages(t *testing.T) {

@@ -210,20 +210,18 @@ func TestChaosSoakLosesNothing(t *testing.T) {
 		prev = ev
 	}
 
-	rss := readRSS(t)
-	t.Logf("%d accepted, %d undelivered, %d status samples, %d queue and %d circuit transitions, heap %d MiB at a third, %d MiB at the end, RSS %d MiB",
-		len(accepted), len(undelivered), samples, len(queueEvents), len(circuit), heapAtThird>>20, heapAtEnd>>20, rss>>20)
+	t.Logf("%d accepted, %d undelivered, %d status samples, %d queue and %d circuit transitions, heap %d MiB at a third, %d MiB at the end",
+		len(accepted), len(undelivered), samples, len(queueEvents), len(circuit), heapAtThird>>20, heapAtEnd>>20)
 	// Retention caps what courier keeps: the heap may grow until
-	// MESSAGES_RETAINED fill up, not with the length of the run.
+	// MESSAGES_RETAINED fill up, not with the length of the run. (Not the
+	// RSS: under -race most of it is the detector's shadow memory, which
+	// grows with every goroutine and allocation the run has seen.)
 	if heapAtThird > 0 && heapAtEnd > max(2*heapAtThird, heapAtThird+32<<20) {
 		t.Errorf("heap grew from %d MiB at a third of the run to %d MiB at the end", heapAtThird>>20, heapAtEnd>>20)
 	}
 	if len(accepted) == 0 || len(queueEvents) == 0 || len(circuit) == 0 {
 		t.Errorf("the chaos did not exercise courier: %d accepted, %d queue and %d circuit transitions",
 			len(accepted), len(queueEvents), len(circuit))
-	}
-	if rss > 512<<20 {
-		t.Errorf("RSS %d MiB, want under 512 MiB (the test process, logs included)", rss>>20)
 	}
 }
 
@@ -233,20 +231,4 @@ func heapInUse() uint64 {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
-}
-
-// readRSS returns this process's resident set size in bytes.
-func readRSS(t *testing.T) uint64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
