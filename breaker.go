@@ -63,6 +63,7 @@ type Breaker struct {
 type circuitView struct {
 	state    CircuitState
 	openedAt time.Time     // last time a failure (re)opened the circuit
+	period   uint64        // how many times the circuit has opened: names the current open period
 	changed  chan struct{} // closed when this view is replaced by a transition
 }
 
@@ -178,12 +179,16 @@ func (b *Breaker) transition(to CircuitState) {
 		return
 	}
 	// Publish the new state before waking anyone, so a woken reader sees it.
-	b.view.Store(&circuitView{state: to, openedAt: old.openedAt, changed: make(chan struct{})})
+	period := old.period
+	if to == CircuitOpen {
+		period++
+	}
+	b.view.Store(&circuitView{state: to, openedAt: old.openedAt, period: period, changed: make(chan struct{})})
 	close(old.changed)
 	switch to {
 	case CircuitOpen:
 		b.log.Warn().Str("event", "circuit_open").Int64("consecutive_failures", b.cb.ConsecFailures()).
-			Dur("open_for", b.backoff.current()).Msg("circuit opened: not calling messageapp")
+			Int64("open_for_ms", b.backoff.current().Milliseconds()).Msg("circuit opened: not calling messageapp")
 	case CircuitHalfOpen:
 		b.log.Info().Str("event", "circuit_half_open").Msg("circuit half-open: one probe goes to messageapp")
 	case CircuitClosed:
@@ -201,6 +206,10 @@ func (b *Breaker) State() (CircuitState, <-chan struct{}) {
 	v := b.view.Load()
 	return v.state, v.changed
 }
+
+// OpenPeriod numbers the circuit's open periods: it grows by one each time
+// the circuit opens, and stays while it is open or half-open after that.
+func (b *Breaker) OpenPeriod() uint64 { return b.view.Load().period }
 
 // Current is the state now, without waiting for a call in progress.
 func (b *Breaker) Current() CircuitState { return b.view.Load().state }

@@ -96,7 +96,7 @@ func (w *demoWatcher) Write(p []byte) (int, error) {
 		Outcome   Outcome `json:"outcome"`
 		To        string  `json:"to"`
 		Depth     *int    `json:"depth"`
-		OpenForMS *int64  `json:"open_for"`
+		OpenForMS *int64  `json:"open_for_ms"`
 	}
 	if json.Unmarshal(p, &line) != nil {
 		return len(p), nil

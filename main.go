@@ -153,7 +153,7 @@ func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(n
 	shuttingDown.Store(true)
 	queue.Close()
 	log.Info().Str("event", "shutting_down").Int("queued", queue.Depth()).
-		Dur("shutdown_timeout", cfg.ShutdownTimeout).Msg("shutting down: draining the queue")
+		Int64("shutdown_timeout_ms", cfg.ShutdownTimeout.Milliseconds()).Msg("shutting down: draining the queue")
 
 	drained := make(chan struct{})
 	go func() { senders.Wait(); close(drained) }()

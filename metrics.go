@@ -48,7 +48,7 @@ func NewMetrics(timeout time.Duration, snapshot func() statusResponse) *Metrics 
 		}, []string{"state"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "courier_attempts_total",
-			Help: "Attempts to deliver a message, by outcome (breaker_open: refused by the open circuit, nothing sent).",
+			Help: "Attempts to deliver a message, by outcome (breaker_open: a message the open circuit kept from messageapp, once per message per open period; nothing sent).",
 		}, []string{"outcome"}),
 		attemptDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "courier_attempt_duration_seconds",

@@ -23,6 +23,7 @@ type Delivery struct {
 	Destination string
 	Body        string
 	Attempts    int
+	keptIn      uint64 // the circuit's open period in which breaker_open was last logged for it
 }
 
 // Queue is a buffered channel of deliveries guarded by a watermark: offers

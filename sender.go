@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 )
 
 // Outcome is how one attempt to deliver a message ended.
@@ -35,6 +36,19 @@ const (
 
 // outcomeKinds lists every outcome, in the order reports show them.
 var outcomeKinds = [...]Outcome{OutcomeSent, OutcomeMessageappError, OutcomeUnreachable, OutcomeTimeout, OutcomeBreakerOpen}
+
+// outcomeTexts are the log messages of the outcomes, one each, so that a
+// person reading the log tells the kinds apart without reading fields. The
+// timeout's names the deadline, hence the argument.
+func outcomeTexts(timeout time.Duration) map[Outcome]string {
+	return map[Outcome]string{
+		OutcomeSent:            "delivered to messageapp",
+		OutcomeMessageappError: "messageapp answered with an error",
+		OutcomeUnreachable:     "messageapp unreachable: nothing was delivered",
+		OutcomeTimeout:         fmt.Sprintf("messageapp did not answer within %s: gave up", timeout),
+		OutcomeBreakerOpen:     "circuit open: not sent to messageapp",
+	}
+}
 
 // retryable reports whether another attempt may follow this outcome. A
 // timeout is never retried: messageapp may have delivered it.
@@ -150,14 +164,26 @@ type Senders struct {
 	store       *Store
 	client      *messageappClient
 	log         zerolog.Logger
-	openLog     zerolog.Logger // breaker_open lines, at most one per second
+	texts       map[Outcome]string // log message of each outcome
 	obs         Observer
+
+	// keptLines budgets the breaker_open lines of the whole pool, so that a
+	// flood of messages kept back by a long outage cannot flood the log;
+	// keptUnlogged counts the ones the budget held back, reported on the
+	// next line that is written.
+	keptLines    *rate.Limiter
+	keptUnlogged atomic.Int64
 
 	// probe is a one-slot semaphore: while the circuit is not closed, only
 	// the sender holding it may keep a message out of the queue.
 	probe chan struct{}
 	wg    sync.WaitGroup
 }
+
+// keptLinesPerSecond caps the breaker_open lines courier writes, in a
+// burst and per second after it: enough to see every message an outage
+// holds back at the default queue size, not enough to drown the log.
+const keptLinesPerSecond = 20
 
 // minOpenPoll is the shortest wait between two tries of an open circuit,
 // so that a probe refused at the edge of its backoff cannot turn into a spin.
@@ -168,9 +194,10 @@ func NewSenders(n, maxAttempts int, q *Queue, b *Breaker, s *Store, c *messageap
 	l := log.With().Str("component", "sender").Logger()
 	return &Senders{
 		n: n, maxAttempts: maxAttempts, queue: q, breaker: b, store: s, client: c, log: l,
-		openLog: l.Sample(&zerolog.BurstSampler{Burst: 1, Period: time.Second}),
-		probe:   make(chan struct{}, 1),
-		obs:     obs,
+		texts:     outcomeTexts(c.timeout),
+		keptLines: rate.NewLimiter(keptLinesPerSecond, keptLinesPerSecond),
+		probe:     make(chan struct{}, 1),
+		obs:       obs,
 	}
 }
 
@@ -264,7 +291,8 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (pr
 // awaitTurn returns true when d may be tried now. While the circuit is not
 // closed, the probe-slot holder waits for the probe to be due; any other
 // sender puts d back in the queue (returning false) or, if it cannot, waits
-// for the circuit to change or for the slot.
+// for the circuit to change or for the slot. Each of these is the open
+// circuit keeping d from messageapp, and is logged as breaker_open.
 func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, wasOpen bool) bool {
 	for {
 		state, changed := p.breaker.State()
@@ -278,15 +306,18 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, 
 			default:
 			}
 		}
+		left := p.breaker.OpenLeft()
+		why := keptError(state, left)
 		switch {
 		case *holdsProbe && state == CircuitOpen:
-			left := p.breaker.OpenLeft()
 			if wasOpen {
 				left = max(left, minOpenPoll)
 			}
 			if left <= 0 {
 				return true
 			}
+			p.store.Move(d.ID, StatusSending, d.Attempts, why)
+			p.kept(d, keptForProbe, left)
 			// A millisecond past the library's strict "since > backoff".
 			due, err := waitFor(ctx, left+time.Millisecond, changed)
 			if err != nil {
@@ -295,13 +326,16 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, 
 			if due {
 				return true
 			}
-		case !*holdsProbe && p.queue.Requeue(d, func() { p.store.Move(d.ID, StatusQueued, d.Attempts, nil) }):
+		case !*holdsProbe && p.queue.Requeue(d, func() { p.store.Move(d.ID, StatusQueued, d.Attempts, why) }):
+			p.kept(d, keptInQueue, left)
 			return false
 		default:
 			// Half-open, or no room to put d back (the queue is full, or
 			// closed by shutdown): wait for the circuit to change or for the
 			// probe slot to be free, so that d gets its own probe even when
 			// the sender that held the slot had nothing to carry and left.
+			p.store.Move(d.ID, StatusSending, d.Attempts, why)
+			p.kept(d, keptBySender, left)
 			var claim chan<- struct{}
 			if !*holdsProbe {
 				claim = p.probe
@@ -316,6 +350,47 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, 
 		}
 		wasOpen = false
 	}
+}
+
+// Where a message waits while the circuit keeps it from messageapp: the
+// `then` field of a breaker_open line.
+const (
+	keptForProbe = "held for the next probe"
+	keptInQueue  = "put back in the queue"
+	keptBySender = "kept by its sender until the circuit changes"
+)
+
+// keptError is the message record's last_error while the circuit keeps it
+// back: why it waits, and until when.
+func keptError(state CircuitState, probeIn time.Duration) *AttemptError {
+	detail := "circuit half-open: waiting for the probe in flight"
+	if state == CircuitOpen {
+		detail = fmt.Sprintf("circuit open: not sent to messageapp; next probe due in %s (at %s)",
+			probeIn.Round(time.Millisecond), time.Now().Add(probeIn).UTC().Format("15:04:05.000Z"))
+	}
+	return &AttemptError{Kind: OutcomeBreakerOpen, Detail: detail}
+}
+
+// kept counts, and logs within the pool's budget, that the open circuit
+// keeps d from messageapp: once per message per open period, whatever the
+// loop around it does meanwhile.
+func (p *Senders) kept(d *Delivery, then string, probeIn time.Duration) {
+	period := p.breaker.OpenPeriod()
+	if d.keptIn == period {
+		return
+	}
+	d.keptIn = period
+	p.obs.Attempted(OutcomeBreakerOpen, 0)
+	if !p.keptLines.Allow() {
+		p.keptUnlogged.Add(1)
+		return
+	}
+	ev := p.log.Warn().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeBreakerOpen)).
+		Str("then", then).Int64("probe_in_ms", probeIn.Milliseconds())
+	if n := p.keptUnlogged.Swap(0); n > 0 {
+		ev = ev.Int64("unlogged_before", n)
+	}
+	ev.Msg(p.texts[OutcomeBreakerOpen])
 }
 
 // waitFor waits until d has passed (true), changed fires (false) or ctx is
@@ -348,12 +423,11 @@ func (p *Senders) attempt(ctx context.Context, d *Delivery) (Outcome, *AttemptEr
 	case err == nil:
 		p.obs.Attempted(OutcomeSent, elapsed)
 		p.log.Info().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeSent)).
-			Int64("duration_ms", elapsed.Milliseconds()).Msg("delivered to messageapp")
+			Int64("duration_ms", elapsed.Milliseconds()).Msg(p.texts[OutcomeSent])
 		return OutcomeSent, nil
 	case errors.Is(err, ErrCircuitOpen):
-		p.obs.Attempted(OutcomeBreakerOpen, elapsed)
-		p.openLog.Warn().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeBreakerOpen)).
-			Int64("duration_ms", elapsed.Milliseconds()).Msg("circuit open: message kept for a later probe")
+		// The circuit refused at the last moment: no call was made.
+		p.kept(d, keptForProbe, p.breaker.OpenLeft())
 		return OutcomeBreakerOpen, nil
 	case errors.As(err, &se):
 		p.obs.Attempted(se.Outcome, elapsed)
@@ -362,7 +436,7 @@ func (p *Senders) attempt(ctx context.Context, d *Delivery) (Outcome, *AttemptEr
 		if se.Status != 0 {
 			ev = ev.Int("status", se.Status)
 		}
-		ev.Msg("attempt failed")
+		ev.Msg(p.texts[se.Outcome])
 		return se.Outcome, &AttemptError{Kind: se.Outcome, Detail: se.Detail}
 	default:
 		p.log.Warn().Str("id", d.ID).Int("attempt", d.Attempts).Err(err).

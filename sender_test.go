@@ -64,7 +64,7 @@ func TestEachFailureKindHasItsOwnOutcomeLogLineAndFinalStatus(t *testing.T) {
 				t.Fatalf("attempt lines: got %d, want %d: %v", len(lines), tt.wantAttempts, lines)
 			}
 			for i, l := range lines {
-				if l["outcome"] != string(tt.wantOutcome) || l["level"] != tt.wantLevel ||
+				if l["outcome"] != string(tt.wantOutcome) || l["level"] != tt.wantLevel || l["message"] != outcomeTexts(200*time.Millisecond)[tt.wantOutcome] ||
 					l["attempt"] != float64(i+1) || l["duration_ms"] == nil {
 					t.Errorf("line %d: got %v, want outcome %s at %s, attempt %d, duration_ms", i, l, tt.wantOutcome, tt.wantLevel, i+1)
 				}
@@ -209,7 +209,7 @@ func TestFailedProbeReopensTheCircuitWithALongerBackoff(t *testing.T) {
 	s.waitEvent("circuit_open", 4)
 	var opens []float64
 	for _, e := range s.logs.entries(map[string]any{"event": "circuit_open"}) {
-		opens = append(opens, e["open_for"].(float64))
+		opens = append(opens, e["open_for_ms"].(float64))
 	}
 	want := []float64{20, 40, 80, 80}
 	for i := range want {

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/facebookgo/clock"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+)
+
+func TestEveryOutcomeHasItsOwnLogText(t *testing.T) {
+	texts := outcomeTexts(time.Second)
+	seen := map[string]Outcome{}
+	for _, o := range outcomeKinds {
+		text := texts[o]
+		if text == "" {
+			t.Errorf("outcome %s has no log text", o)
+		}
+		if other, dup := seen[text]; dup {
+			t.Errorf("outcomes %s and %s share the log text %q", o, other, text)
+		}
+		seen[text] = o
+	}
+	if got := texts[OutcomeTimeout]; !strings.Contains(got, "within 1s") {
+		t.Errorf("timeout text %q does not name the deadline", got)
+	}
+}
+
+func TestOpenCircuitLogsEveryMessageItKeepsBackOnceWithItsID(t *testing.T) {
+	env := baseEnv("")
+	env["SENDERS"] = "8"
+	s, _ := openCircuit(t, env) // BREAKER_BACKOFF_INITIAL 10m: one open period
+	eventually(t, 5*time.Second, "a message held for the probe", func() bool {
+		return len(s.logs.entries(map[string]any{"outcome": "breaker_open", "then": keptForProbe})) > 0
+	})
+	lines := s.logs.entries(map[string]any{"outcome": "breaker_open"})
+	perID := map[string]int{}
+	for _, l := range lines {
+		id, _ := l["id"].(string)
+		perID[id]++
+		if id == "" || l["message"] != "circuit open: not sent to messageapp" || l["level"] != "warn" || l["probe_in_ms"] == nil {
+			t.Errorf("breaker_open line: got %v, want id, its text, warn and probe_in_ms", l)
+		}
+	}
+	for id, n := range perID {
+		if n > 1 {
+			t.Errorf("message %s: %d breaker_open lines in one open period, want 1", id, n)
+		}
+	}
+	held := s.logs.entries(map[string]any{"outcome": "breaker_open", "then": keptForProbe})[0]["id"].(string)
+	m := s.message(held)
+	if m.Status != StatusSending || m.LastError == nil || m.LastError.Kind != OutcomeBreakerOpen ||
+		!strings.Contains(m.LastError.Detail, "next probe due in") {
+		t.Errorf("held message record: got status %s, last_error %+v; want sending, breaker_open with when the probe is due", m.Status, m.LastError)
+	}
+	for _, l := range s.logs.entries(map[string]any{"outcome": "breaker_open", "then": keptInQueue}) {
+		if m := s.message(l["id"].(string)); m.Status != StatusQueued || m.LastError == nil || m.LastError.Kind != OutcomeBreakerOpen {
+			t.Errorf("message put back in the queue: got status %s, last_error %+v; want queued, breaker_open", m.Status, m.LastError)
+		}
+	}
+	if _, series := s.scrape(); series[`courier_attempts_total{outcome="breaker_open"}`] != float64(len(lines)) {
+		t.Errorf("breaker_open metric %v, log lines %d: want them equal while under the budget",
+			series[`courier_attempts_total{outcome="breaker_open"}`], len(lines))
+	}
+}
+
+// countObserver counts attempts by outcome.
+type countObserver struct {
+	observers
+	mu sync.Mutex
+	n  map[Outcome]int
+}
+
+func (c *countObserver) Attempted(o Outcome, _ time.Duration) {
+	c.mu.Lock()
+	c.n[o]++
+	c.mu.Unlock()
+}
+
+func TestBreakerOpenLinesAreBudgetedAndTheRestAccountedFor(t *testing.T) {
+	logs := &logBuffer{}
+	log := zerolog.New(logs)
+	obs := &countObserver{n: map[Outcome]int{}}
+	br := NewBreaker(1, time.Millisecond, time.Millisecond, clock.New(), log, observers(nil))
+	p := NewSenders(1, 3, NewQueue(10, 5, log, obs, time.Now), br, NewStore(10, time.Now),
+		newMessageappClient("http://127.0.0.1:1/message", time.Second, 1), log, obs)
+	fail := func() {
+		_ = br.Call(context.Background(), func(context.Context) error { return errors.New("down") }, func(error) bool { return true })
+	}
+	fail() // open period 1
+
+	flood := make([]*Delivery, 100)
+	for i := range flood {
+		flood[i] = &Delivery{ID: "m" + strconv.Itoa(i)}
+		p.kept(flood[i], keptInQueue, time.Second)
+		p.kept(flood[i], keptInQueue, time.Second) // the same period again: nothing
+	}
+	lines := logs.entries(map[string]any{"outcome": "breaker_open"})
+	if len(lines) != keptLinesPerSecond {
+		t.Errorf("lines from a flood of 100: got %d, want the budget's %d", len(lines), keptLinesPerSecond)
+	}
+	if got := obs.n[OutcomeBreakerOpen]; got != 100 {
+		t.Errorf("breaker_open counted: got %d, want 100 (one per message per open period)", got)
+	}
+
+	// The next line the budget allows says how many went unlogged before it.
+	p.keptLines = rate.NewLimiter(rate.Inf, 1)
+	eventually(t, 5*time.Second, "the probe to be due", func() bool { return br.OpenLeft() == 0 })
+	fail() // the probe fails: open period 2
+	p.kept(flood[0], keptForProbe, time.Second)
+	last := logs.entries(map[string]any{"outcome": "breaker_open"})
+	if n := len(last); n != keptLinesPerSecond+1 || last[n-1]["id"] != "m0" || last[n-1]["unlogged_before"] != float64(100-keptLinesPerSecond) {
+		t.Errorf("in a new open period: got %v, want a line for m0 with unlogged_before %d", last[len(last)-1], 100-keptLinesPerSecond)
+	}
+}
