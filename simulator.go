@@ -27,7 +27,7 @@ type Profile string
 // The simulator's profiles.
 const (
 	ProfileHealthy  Profile = "healthy"  // 200 after 5–50 ms
-	ProfileDegraded Profile = "degraded" // spikes of seconds, late 200s of 4–14 s, 500s after ~14 s
+	ProfileDegraded Profile = "degraded" // fast 500s, spikes of seconds, late 200s of 4–14 s, 500s after ~14 s
 	ProfileDown     Profile = "down"     // 500 at once
 	ProfileHang     Profile = "hang"     // never answers
 	ProfileFlap     Profile = "flap"     // healthy and degraded in turn
@@ -113,17 +113,32 @@ func (s *Simulator) decide(now time.Time) reply {
 	case ProfileHang:
 		return reply{effective: p}
 	}
-	// Degraded: what people saw from the exercise's image.
-	switch r := s.rng.Float64(); {
-	case r < 0.5:
-		return reply{p, between(20*time.Millisecond, 200*time.Millisecond), http.StatusOK}
-	case r < 0.7:
-		return reply{p, between(time.Second, 3*time.Second), http.StatusOK}
-	case r < 0.9:
-		return reply{p, between(4*time.Second, 14*time.Second), http.StatusOK}
-	default:
-		return reply{p, between(13*time.Second, 15*time.Second), http.StatusInternalServerError}
+	r := s.rng.Float64()
+	for _, b := range degradedBands {
+		if r -= b.share; r < 0 {
+			return reply{p, between(b.lo, b.hi), b.status}
+		}
 	}
+	last := degradedBands[len(degradedBands)-1]
+	return reply{p, between(last.lo, last.hi), last.status}
+}
+
+// degradedBands is the degraded profile, shares adding up to one: what
+// people saw from the exercise's image (spikes of seconds, 200s arriving
+// 4–14 s late, 500s after ~14 s), plus errors answered at once, so that
+// all three failure kinds show: a fast 500 is a messageapp_error, anything
+// slower than the deadline a timeout, and the failures together open the
+// circuit.
+var degradedBands = []struct {
+	share  float64
+	lo, hi time.Duration
+	status int
+}{
+	{0.40, 20 * time.Millisecond, 200 * time.Millisecond, http.StatusOK},
+	{0.20, 5 * time.Millisecond, 50 * time.Millisecond, http.StatusInternalServerError},
+	{0.20, time.Second, 3 * time.Second, http.StatusOK},
+	{0.10, 4 * time.Second, 14 * time.Second, http.StatusOK},
+	{0.10, 13 * time.Second, 15 * time.Second, http.StatusInternalServerError},
 }
 
 // routes serves messageapp's endpoint and the control endpoint.

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,13 +106,15 @@ func TestSimulatorProfileSwitchesAtRunTime(t *testing.T) {
 	}
 }
 
-func TestDegradedProfileMatchesWhatPeopleSawFromTheRealImage(t *testing.T) {
+func TestDegradedProfileMatchesWhatPeopleSawFromTheRealImagePlusFastErrors(t *testing.T) {
 	sim := NewSimulator(ProfileDegraded, 0, 0, 42, zerolog.Nop(), zerolog.InfoLevel)
 	const n = 4000
-	var fast, spike, late, lateError int
+	var fast, fastError, spike, late, lateError int
 	for range n {
 		r := sim.decide(time.Now())
 		switch {
+		case r.status == 500 && r.delay <= 50*time.Millisecond:
+			fastError++
 		case r.status == 500 && r.delay >= 13*time.Second && r.delay <= 15*time.Second:
 			lateError++
 		case r.status != 200:
@@ -126,9 +130,56 @@ func TestDegradedProfileMatchesWhatPeopleSawFromTheRealImage(t *testing.T) {
 		}
 	}
 	within := func(got int, share float64) bool { return float64(got) > share*n*0.8 && float64(got) < share*n*1.2 }
-	if !within(fast, 0.5) || !within(spike, 0.2) || !within(late, 0.2) || !within(lateError, 0.1) {
-		t.Errorf("shares of %d: fast %d, spikes %d, late 200s %d, late 500s %d; want about 50/20/20/10 %%", n, fast, spike, late, lateError)
+	if !within(fast, 0.4) || !within(fastError, 0.2) || !within(spike, 0.2) || !within(late, 0.1) || !within(lateError, 0.1) {
+		t.Errorf("shares of %d: fast %d, fast 500s %d, spikes %d, late 200s %d, late 500s %d; want about 40/20/20/10/10 %%",
+			n, fast, fastError, spike, late, lateError)
 	}
+}
+
+func TestDefaultFlapShowsEveryFailureKindWithin35Seconds(t *testing.T) {
+	// What `go run .` + `go run . load -rate 50` meets, replayed on the
+	// simulator's own clock: requests every 20ms from its start, each
+	// judged as courier would with its default 1s deadline and circuit
+	// (five consecutive failures, in the order the answers come back).
+	sim := NewSimulator(ProfileFlap, 20*time.Second, 10*time.Second, 1, zerolog.Nop(), zerolog.InfoLevel)
+	const deadline = time.Second
+	type answer struct {
+		at   time.Duration
+		kind Outcome
+	}
+	var answers []answer
+	first := map[Outcome]time.Duration{}
+	for at := time.Duration(0); at < 35*time.Second; at += 20 * time.Millisecond {
+		r := sim.decide(sim.start.Add(at))
+		a := answer{at + r.delay, OutcomeSent}
+		switch {
+		case r.status == 0 || r.delay >= deadline:
+			a = answer{at + deadline, OutcomeTimeout}
+		case r.status != http.StatusOK:
+			a.kind = OutcomeMessageappError
+		}
+		answers = append(answers, a)
+	}
+	slices.SortFunc(answers, func(a, b answer) int { return cmp.Compare(a.at, b.at) })
+	run := 0
+	for _, a := range answers {
+		if _, seen := first[a.kind]; !seen {
+			first[a.kind] = a.at
+		}
+		if run = run + 1; a.kind == OutcomeSent {
+			run = 0
+		}
+		if _, opened := first[OutcomeBreakerOpen]; run >= 5 && !opened {
+			first[OutcomeBreakerOpen] = a.at // the next message is kept back
+		}
+	}
+	for _, kind := range []Outcome{OutcomeMessageappError, OutcomeTimeout, OutcomeBreakerOpen} {
+		at, ok := first[kind]
+		if !ok || at > 35*time.Second {
+			t.Errorf("%s: first at %v (seen %v), want within the first 35s", kind, at, ok)
+		}
+	}
+	t.Logf("first messageapp_error %v, timeout %v, circuit open %v", first[OutcomeMessageappError], first[OutcomeTimeout], first[OutcomeBreakerOpen])
 }
 
 func TestFlapCyclesHealthyAndDegraded(t *testing.T) {
