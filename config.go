@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,21 +42,37 @@ type config struct {
 }
 
 // configError says which variable is wrong, what it held and what would do.
+// Default says the value was not set but came from the default, which a
+// user who never wrote the variable needs to be told.
 type configError struct {
 	Var     string
 	Value   string
 	Allowed string
+	Default bool
 }
 
 func (e *configError) Error() string {
+	if e.Default {
+		return fmt.Sprintf("invalid configuration: %s is not set and its default %q does not fit: must be %s", e.Var, e.Value, e.Allowed)
+	}
 	return fmt.Sprintf("invalid configuration: %s=%q: must be %s", e.Var, e.Value, e.Allowed)
 }
 
+// configErrors is every problem found, one per variable, one line each.
+type configErrors []*configError
+
+func (es configErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
 // loadConfig parses and validates every variable through getenv. An empty
-// value counts as unset, so `PORT=` means the default. The first problem is
-// returned as a *configError.
+// value counts as unset, so `PORT=` means the default. Every problem is
+// reported, as configErrors.
 func loadConfig(getenv func(string) string) (config, error) {
-	var cfg config
 	t := reflect.TypeFor[config]()
 	environ := make(map[string]string)
 	for i := range t.NumField() {
@@ -64,80 +81,124 @@ func loadConfig(getenv func(string) string) (config, error) {
 			environ[name] = v
 		}
 	}
+	var cfg config
+	var errs configErrors
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
-		return config{}, parseProblem(err, t, environ)
+		// Report what does not parse, then check the rest as if those
+		// were at their defaults, so one typo does not hide another.
+		errs = parseProblems(err, t, environ)
+		for _, e := range errs {
+			delete(environ, e.Var)
+		}
+		cfg = config{}
+		if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
+			return config{}, fmt.Errorf("invalid configuration: %w", err)
+		}
 	}
-	if err := cfg.validate(); err != nil {
-		return config{}, err
+	for _, e := range cfg.validate() {
+		if !slices.ContainsFunc(errs, func(p *configError) bool { return p.Var == e.Var }) {
+			_, set := environ[e.Var]
+			e.Default = !set
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		// In the order the variables are documented.
+		order := make(map[string]int, t.NumField())
+		for i := range t.NumField() {
+			order[t.Field(i).Tag.Get("env")] = i
+		}
+		slices.SortFunc(errs, func(a, b *configError) int { return order[a.Var] - order[b.Var] })
+		return config{}, errs
 	}
 	return cfg, nil
 }
 
-// parseProblem maps the env library's error, which names a struct field, back
-// to the variable the user wrote.
-func parseProblem(err error, t reflect.Type, environ map[string]string) error {
+// parseProblems maps the env library's errors, which name struct fields,
+// back to the variables the user wrote.
+func parseProblems(err error, t reflect.Type, environ map[string]string) configErrors {
+	var errs configErrors
 	var agg env.AggregateError
-	if errors.As(err, &agg) && len(agg.Errors) > 0 {
-		err = agg.Errors[0]
+	if !errors.As(err, &agg) {
+		agg.Errors = []error{err}
 	}
-	var pe env.ParseError
-	if errors.As(err, &pe) {
-		if f, ok := t.FieldByName(pe.Name); ok {
-			name := f.Tag.Get("env")
-			return &configError{Var: name, Value: environ[name], Allowed: f.Tag.Get("allowed")}
+	for _, err := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(err, &pe) {
+			if f, ok := t.FieldByName(pe.Name); ok {
+				name := f.Tag.Get("env")
+				errs = append(errs, &configError{Var: name, Value: environ[name], Allowed: f.Tag.Get("allowed")})
+			}
 		}
 	}
-	return fmt.Errorf("invalid configuration: %w", err)
+	return errs
 }
 
-// validate checks ranges and the rules between variables.
-func (c config) validate() error {
-	problem := func(field string, value any) error {
+// validate checks ranges and the rules between variables, and returns a
+// problem for each variable that breaks one.
+func (c config) validate() []*configError {
+	var errs []*configError
+	bad := func(name string) bool {
+		return slices.ContainsFunc(errs, func(e *configError) bool { return e.Var == name })
+	}
+	problem := func(field string, value any, relative string) {
 		f, _ := reflect.TypeFor[config]().FieldByName(field)
-		return &configError{Var: f.Tag.Get("env"), Value: fmt.Sprint(value), Allowed: f.Tag.Get("allowed")}
+		allowed := f.Tag.Get("allowed")
+		if relative != "" {
+			allowed += " (" + relative + ")"
+		}
+		errs = append(errs, &configError{Var: f.Tag.Get("env"), Value: fmt.Sprint(value), Allowed: allowed})
 	}
 	intRanges := []struct {
 		field    string
 		v        int
 		min, max int
+		relative string // the other variable a limit comes from, named first
 	}{
-		{"Port", c.Port, 0, 65535},
-		{"QueueMaxSize", c.QueueMaxSize, 1, 1_000_000},
-		{"QueueRecovery", c.QueueRecovery, 0, c.QueueMaxSize - 1},
-		{"Senders", c.Senders, 1, 1024},
-		{"MaxAttempts", c.MaxAttempts, 1, 100},
-		{"BreakerThreshold", c.BreakerThreshold, 1, 10_000},
-		{"MessagesRetained", c.MessagesRetained, 0, 10_000_000},
+		{"Port", c.Port, 0, 65535, ""},
+		{"QueueMaxSize", c.QueueMaxSize, 1, 1_000_000, ""},
+		{"QueueRecovery", c.QueueRecovery, 0, c.QueueMaxSize - 1, fmt.Sprintf("QUEUE_MAX_SIZE is %d", c.QueueMaxSize)},
+		{"Senders", c.Senders, 1, 1024, ""},
+		{"MaxAttempts", c.MaxAttempts, 1, 100, ""},
+		{"BreakerThreshold", c.BreakerThreshold, 1, 10_000, ""},
+		{"MessagesRetained", c.MessagesRetained, 0, 10_000_000, ""},
 	}
 	for _, r := range intRanges {
+		if r.relative != "" && bad(strings.Fields(r.relative)[0]) {
+			continue // the limit itself is wrong; that is the problem to fix
+		}
 		if r.v < r.min || r.v > r.max {
-			return problem(r.field, r.v)
+			problem(r.field, r.v, r.relative)
 		}
 	}
 	durRanges := []struct {
 		field    string
 		v        time.Duration
 		min, max time.Duration
+		relative string
 	}{
-		{"MessageappTimeout", c.MessageappTimeout, time.Millisecond, 5 * time.Minute},
-		{"BackoffInitial", c.BackoffInitial, time.Millisecond, 10 * time.Minute},
-		{"BackoffMax", c.BackoffMax, c.BackoffInitial, time.Hour},
-		{"ShutdownTimeout", c.ShutdownTimeout, 0, 10 * time.Minute},
+		{"MessageappTimeout", c.MessageappTimeout, time.Millisecond, 5 * time.Minute, ""},
+		{"BackoffInitial", c.BackoffInitial, time.Millisecond, 10 * time.Minute, ""},
+		{"BackoffMax", c.BackoffMax, c.BackoffInitial, time.Hour, fmt.Sprintf("BREAKER_BACKOFF_INITIAL is %s", c.BackoffInitial)},
+		{"ShutdownTimeout", c.ShutdownTimeout, 0, 10 * time.Minute, ""},
 	}
 	for _, r := range durRanges {
+		if r.relative != "" && bad(strings.Fields(r.relative)[0]) {
+			continue
+		}
 		if r.v < r.min || r.v > r.max {
-			return problem(r.field, r.v)
+			problem(r.field, r.v, r.relative)
 		}
 	}
 	// Unset means "start the built-in simulator".
 	if u, err := url.Parse(c.MessageappURL); c.MessageappURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-		return problem("MessageappURL", c.MessageappURL)
+		problem("MessageappURL", c.MessageappURL, "")
 	}
 	if _, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel)); err != nil {
-		return problem("LogLevel", c.LogLevel)
+		problem("LogLevel", c.LogLevel, "")
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
-		return problem("LogFormat", c.LogFormat)
+		problem("LogFormat", c.LogFormat, "")
 	}
-	return nil
+	return errs
 }

@@ -76,6 +76,40 @@ func TestBadConfigurationExits2NamingTheVariable(t *testing.T) {
 	}
 }
 
+func TestConfigErrorsNameEveryBadVariableAndSayWhenADefaultIsToBlame(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // one line each, in this order
+	}{
+		{"a default that no longer fits", map[string]string{"QUEUE_MAX_SIZE": "3"},
+			[]string{`QUEUE_RECOVERY_THRESHOLD is not set and its default "5" does not fit: must be a whole number from 0 to QUEUE_MAX_SIZE-1 (QUEUE_MAX_SIZE is 3)`}},
+		{"three bad variables", map[string]string{"PORT": "http", "SENDERS": "0", "LOG_FORMAT": "xml"},
+			[]string{`PORT="http"`, `SENDERS="0"`, `LOG_FORMAT="xml"`}},
+		{"a bad limit is the problem, not what depends on it", map[string]string{"QUEUE_MAX_SIZE": "0", "BREAKER_BACKOFF_INITIAL": "soon"},
+			[]string{`QUEUE_MAX_SIZE="0"`, `BREAKER_BACKOFF_INITIAL="soon"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr logBuffer
+			env := tt.env
+			env["MESSAGEAPP_URL"] = "http://localhost:3000/message"
+			if code := run(context.Background(), []string{"courier"}, func(k string) string { return env[k] }, &stdout, &stderr); code != 2 {
+				t.Fatalf("exit code: got %d, want 2", code)
+			}
+			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+			if len(lines) != len(tt.want) {
+				t.Fatalf("stderr: got %q, want %d lines", stderr.String(), len(tt.want))
+			}
+			for i, want := range tt.want {
+				if !strings.HasPrefix(lines[i], "courier: invalid configuration: ") || !strings.Contains(lines[i], want) {
+					t.Errorf("line %d: got %q, want it to say %q", i, lines[i], want)
+				}
+			}
+		})
+	}
+}
+
 func TestConfigEdgeCasesThatWork(t *testing.T) {
 	tests := []map[string]string{
 		{"QUEUE_MAX_SIZE": "1", "QUEUE_RECOVERY_THRESHOLD": "0"},

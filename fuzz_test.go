@@ -72,7 +72,7 @@ func checkFuzzAnswer(t *testing.T, rec *httptest.ResponseRecorder) {
 }
 
 // FuzzLoadConfig: any values either make a config that keeps its own rules
-// or are refused with one line naming the variable.
+// or are refused with one line for each bad variable, naming it.
 func FuzzLoadConfig(f *testing.F) {
 	f.Add("9001", "10", "5", "1s", "500ms", "10s", "16", "http://localhost:3000/message")
 	f.Add("0", "1", "0", "1ms", "1ms", "1ms", "1", "")
@@ -85,15 +85,22 @@ func FuzzLoadConfig(f *testing.F) {
 			"SENDERS": senders, "MESSAGEAPP_URL": url}
 		cfg, err := loadConfig(func(k string) string { return env[k] })
 		if err != nil {
-			var ce *configError
-			if !errors.As(err, &ce) || ce.Var == "" || ce.Allowed == "" {
+			var errs configErrors
+			if !errors.As(err, &errs) || len(errs) == 0 {
 				t.Fatalf("error without a variable: %v", err)
 			}
-			if _, ok := env[ce.Var]; !ok {
-				t.Fatalf("error names %s, which was not among the inputs: %v", ce.Var, err)
-			}
-			if strings.ContainsAny(err.Error(), "\n\r") {
-				t.Fatalf("error message spans lines: %q", err)
+			seen := map[string]bool{}
+			for _, ce := range errs {
+				if ce.Var == "" || ce.Allowed == "" || seen[ce.Var] {
+					t.Fatalf("problem without its variable, or a variable named twice: %v", err)
+				}
+				seen[ce.Var] = true
+				if _, ok := env[ce.Var]; !ok {
+					t.Fatalf("error names %s, which was not among the inputs: %v", ce.Var, err)
+				}
+				if strings.ContainsAny(ce.Error(), "\n\r") {
+					t.Fatalf("one problem spans lines: %q", ce)
+				}
 			}
 			return
 		}

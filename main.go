@@ -61,7 +61,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
-		fmt.Fprintf(stderr, "courier: %v\n", err)
+		for line := range strings.Lines(err.Error()) {
+			fmt.Fprintf(stderr, "courier: %s\n", strings.TrimSuffix(line, "\n"))
+		}
 		return exitUsage
 	}
 
