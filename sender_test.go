@@ -64,7 +64,7 @@ func TestEachFailureKindHasItsOwnOutcomeLogLineAndFinalStatus(t *testing.T) {
 				t.Fatalf("attempt lines: got %d, want %d: %v", len(lines), tt.wantAttempts, lines)
 			}
 			for i, l := range lines {
-				if l["outcome"] != string(tt.wantOutcome) || l["level"] != tt.wantLevel || l["message"] != outcomeTexts(200*time.Millisecond)[tt.wantOutcome] ||
+				if l["outcome"] != string(tt.wantOutcome) || l["level"] != tt.wantLevel || l["message"] != outcomeTexts(200 * time.Millisecond)[tt.wantOutcome] ||
 					l["attempt"] != float64(i+1) || l["duration_ms"] == nil {
 					t.Errorf("line %d: got %v, want outcome %s at %s, attempt %d, duration_ms", i, l, tt.wantOutcome, tt.wantLevel, i+1)
 				}
