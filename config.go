@@ -17,23 +17,23 @@ import (
 )
 
 // config is every setting courier reads, parsed and checked once at start.
-// The `env` tag names the variable, `envDefault` its default and `allowed`
-// the sentence a user sees when the value is refused.
+// The `env` tag names the variable, `envDefault` its default, `help` what it
+// does and `allowed` the sentence a user sees when the value is refused.
 type config struct {
-	Port              int           `env:"PORT" envDefault:"9001" allowed:"a TCP port, 0..65535"`
-	MessageappURL     string        `env:"MESSAGEAPP_URL" allowed:"an absolute http:// or https:// URL, e.g. http://messageapp:3000/message, or unset for the built-in simulator"`
-	MessageappTimeout time.Duration `env:"MESSAGEAPP_TIMEOUT" envDefault:"1s" allowed:"a Go duration from 1ms to 5m, e.g. 1s"`
-	QueueMaxSize      int           `env:"QUEUE_MAX_SIZE" envDefault:"10" allowed:"a whole number from 1 to 1000000"`
-	QueueRecovery     int           `env:"QUEUE_RECOVERY_THRESHOLD" envDefault:"5" allowed:"a whole number from 0 to QUEUE_MAX_SIZE-1"`
-	Senders           int           `env:"SENDERS" envDefault:"64" allowed:"a whole number from 1 to 1024"`
-	MaxAttempts       int           `env:"MAX_ATTEMPTS" envDefault:"3" allowed:"a whole number from 1 to 100"`
-	BreakerThreshold  int           `env:"BREAKER_THRESHOLD" envDefault:"5" allowed:"a whole number from 1 to 10000"`
-	BackoffInitial    time.Duration `env:"BREAKER_BACKOFF_INITIAL" envDefault:"500ms" allowed:"a Go duration from 1ms to 10m, e.g. 500ms"`
-	BackoffMax        time.Duration `env:"BREAKER_BACKOFF_MAX" envDefault:"10s" allowed:"a Go duration from BREAKER_BACKOFF_INITIAL to 1h, e.g. 10s"`
-	MessagesRetained  int           `env:"MESSAGES_RETAINED" envDefault:"10000" allowed:"a whole number from 0 to 10000000"`
-	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" allowed:"a Go duration from 0s to 10m, e.g. 10s"`
-	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" allowed:"one of trace, debug, info, warn, error, fatal, panic, disabled"`
-	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json" allowed:"json or console"`
+	Port              int           `env:"PORT" envDefault:"9001" allowed:"a TCP port, 0..65535" help:"HTTP port, on every interface"`
+	MessageappURL     string        `env:"MESSAGEAPP_URL" allowed:"an absolute http:// or https:// URL, e.g. http://messageapp:3000/message, or unset for the built-in simulator" help:"messageapp's send endpoint"`
+	MessageappTimeout time.Duration `env:"MESSAGEAPP_TIMEOUT" envDefault:"1s" allowed:"a Go duration from 1ms to 5m, e.g. 1s" help:"deadline of every call to messageapp"`
+	QueueMaxSize      int           `env:"QUEUE_MAX_SIZE" envDefault:"10" allowed:"a whole number from 1 to 1000000" help:"queue depth at which enqueueing is disabled"`
+	QueueRecovery     int           `env:"QUEUE_RECOVERY_THRESHOLD" envDefault:"5" allowed:"a whole number from 0 to QUEUE_MAX_SIZE-1" help:"depth at or below which enqueueing is enabled again"`
+	Senders           int           `env:"SENDERS" envDefault:"64" allowed:"a whole number from 1 to 1024" help:"concurrent calls to messageapp while the circuit is closed"`
+	MaxAttempts       int           `env:"MAX_ATTEMPTS" envDefault:"3" allowed:"a whole number from 1 to 100" help:"attempts per message, the first included, for errors and unreachability"`
+	BreakerThreshold  int           `env:"BREAKER_THRESHOLD" envDefault:"5" allowed:"a whole number from 1 to 10000" help:"consecutive failures that open the circuit"`
+	BackoffInitial    time.Duration `env:"BREAKER_BACKOFF_INITIAL" envDefault:"500ms" allowed:"a Go duration from 1ms to 10m, e.g. 500ms" help:"first open period before a probe"`
+	BackoffMax        time.Duration `env:"BREAKER_BACKOFF_MAX" envDefault:"10s" allowed:"a Go duration from BREAKER_BACKOFF_INITIAL to 1h, e.g. 10s" help:"longest open period (they double up to it)"`
+	MessagesRetained  int           `env:"MESSAGES_RETAINED" envDefault:"10000" allowed:"a whole number from 0 to 10000000" help:"finished messages kept for GET"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" allowed:"a Go duration from 0s to 10m, e.g. 10s" help:"how long shutdown may spend draining"`
+	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" allowed:"one of trace, debug, info, warn, error, fatal, panic, disabled" help:"least level logged"`
+	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json" allowed:"json or console" help:"json lines, or console for people"`
 
 	// Not from the environment: set by the demo and by tests.
 	listenHost string        // empty is every interface; the demo uses loopback

@@ -140,17 +140,3 @@ func TestUnknownCommandIsAUsageError(t *testing.T) {
 		t.Errorf("stderr: got %q, want it to name the command", stderr.String())
 	}
 }
-
-func TestPortInUseIsAnErrorFromRun(t *testing.T) {
-	app := newFakeMessageapp(t, modeOK)
-	first := startService(t, baseEnv(app.URL()))
-	env := baseEnv(app.URL())
-	env["PORT"] = first.url[strings.LastIndex(first.url, ":")+1:]
-	var stdout, stderr logBuffer
-	if code := run(context.Background(), []string{"courier"}, func(k string) string { return env[k] }, &stdout, &stderr); code != 1 {
-		t.Errorf("exit code: got %d, want 1", code)
-	}
-	if !strings.Contains(stdout.String(), "address already in use") {
-		t.Errorf("log: got %q, want the listen error", stdout.String())
-	}
-}

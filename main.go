@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -29,10 +30,47 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	ctx := stopSignals()
+	os.Exit(run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr))
+}
+
+// stopSignals returns a context cancelled by the first SIGINT or SIGTERM,
+// which starts the drain, and carrying a channel closed by the second: an
+// operator who presses Ctrl-C again does not want to wait for the drain.
+func stopSignals() context.Context {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	hurry := make(chan struct{})
+	go func() { // lives as long as the process
+		<-sigs
+		cancel()
+		<-sigs
+		close(hurry)
+	}()
+	return withHurry(ctx, hurry)
+}
+
+// hurryKey is the context key of the channel that cuts a drain short.
+type hurryKey struct{}
+
+// withHurry returns ctx carrying hurry: once it is closed, a courier that is
+// draining stops at once (still listing what is undelivered).
+func withHurry(ctx context.Context, hurry <-chan struct{}) context.Context {
+	return context.WithValue(ctx, hurryKey{}, hurry)
+}
+
+// hurryOf is the channel withHurry put in ctx, or nil (never closed).
+func hurryOf(ctx context.Context) <-chan struct{} {
+	h, _ := ctx.Value(hurryKey{}).(<-chan struct{})
+	return h
+}
+
+func init() {
+	// Millisecond timestamps: courier's deadline is a second, and a log
+	// that cannot order what happened within one is no help. zerolog keeps
+	// this setting in a package variable; it is set once, here.
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 }
 
 // Exit codes of run.
@@ -47,7 +85,18 @@ const (
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) > 1 {
 		switch args[1] {
+		case "-h", "-help", "--help", "help":
+			fmt.Fprint(stdout, usage())
+			return exitOK
 		case "serve":
+			if len(args) > 2 {
+				if h := args[2]; h == "-h" || h == "-help" || h == "--help" || h == "help" {
+					fmt.Fprint(stdout, usage())
+					return exitOK
+				}
+				fmt.Fprintf(stderr, "courier serve: unexpected argument %q: it is configured by environment variables (courier -h lists them)\n", args[2])
+				return exitUsage
+			}
 		case "messageapp":
 			return runMessageapp(ctx, args[2:], getenv, stdout, stderr)
 		case "load":
@@ -55,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "demo":
 			return runDemo(ctx, args[2:], stdout, stderr)
 		default:
-			fmt.Fprintf(stderr, "courier: unknown command %q; usage: courier [serve | messageapp | load | demo] (-h for each)\n", args[1])
+			fmt.Fprintf(stderr, "courier: unknown command %q; usage: courier [serve | messageapp | load | demo | help] (courier -h says more)\n", args[1])
 			return exitUsage
 		}
 	}
@@ -69,10 +118,54 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log := newLogger(cfg, stdout)
 	if err := serve(ctx, cfg, log, nil); err != nil {
-		log.Error().Err(err).Msg("courier stopped")
+		var se *startError
+		if errors.As(err, &se) {
+			log.Error().Str("event", "start_failed").Err(se.err).Msg("courier could not start")
+		} else {
+			log.Error().Str("event", "failed").Err(err).Msg("courier stopped on an error")
+		}
 		return exitFailed
 	}
 	return exitOK
+}
+
+// startError is a failure before courier served anything: nothing was
+// accepted, so there is nothing to drain or list.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
+// usage is what `courier -h` prints: the commands, then the service's
+// environment variables with their defaults, from config's own tags.
+func usage() string {
+	var b strings.Builder
+	b.WriteString(`courier takes messages over HTTP, keeps them in a bounded queue and
+delivers them to messageapp through a circuit breaker.
+
+usage:
+  courier [serve]      run the service, configured by the environment below
+  courier messageapp   run the messageapp simulator (courier messageapp -h)
+  courier load         send load to a running courier (courier load -h)
+  courier demo         the whole story, scripted, in about 15 seconds
+  courier help         this text
+
+environment of courier serve (empty counts as unset):
+`)
+	t := reflect.TypeFor[config]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" {
+			continue
+		}
+		def := f.Tag.Get("envDefault")
+		if def == "" {
+			def = "unset"
+		}
+		fmt.Fprintf(&b, "  %s (default %s)\n      %s; %s\n", name, def, f.Tag.Get("help"), f.Tag.Get("allowed"))
+	}
+	return b.String()
 }
 
 // newLogger builds the one logger everything else gets a child of.
@@ -89,11 +182,17 @@ func newLogger(cfg config, out io.Writer) zerolog.Logger {
 // server, and log every message left undelivered. If listening is not nil
 // it is told the address once courier listens.
 func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(net.Addr)) error {
+	// Listen before anything else starts: a port in use is one clear error.
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenHost, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return &startError{fmt.Errorf("listen on port %d: %w", cfg.Port, err)}
+	}
+	defer ln.Close() // for the returns below; Serve closes it otherwise
 	if cfg.MessageappURL == "" {
 		sim := NewSimulator(ProfileFlap, 20*time.Second, 10*time.Second, uint64(time.Now().UnixNano()), log, zerolog.DebugLevel)
 		base, stopSim, err := startSimulator("127.0.0.1:0", sim)
 		if err != nil {
-			return err
+			return &startError{err}
 		}
 		defer stopSim()
 		cfg.MessageappURL = base + "/message"
@@ -108,10 +207,6 @@ func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(n
 	defer client.Close()
 	senders := NewSenders(cfg.Senders, cfg.MaxAttempts, queue, a.breaker, store, client, log, a.obs)
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenHost, strconv.Itoa(cfg.Port)))
-	if err != nil {
-		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
-	}
 	limits := cmp.Or(cfg.limits, defaultServerLimits)
 	srv := &http.Server{
 		Handler:           a.routes(),
@@ -161,19 +256,30 @@ func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(n
 	go func() { senders.Wait(); close(drained) }()
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
+	hurried := false
 	select {
 	case <-drained:
 	case <-timer.C:
 		stopSenders()
 		<-drained
+	case <-hurryOf(ctx):
+		hurried = true
+		log.Warn().Str("event", "drain_cut_short").Int("queued", queue.Depth()).
+			Msg("asked again to stop: not waiting for the drain")
+		stopSenders()
+		<-drained
 	}
 
 	// Event streams end, then in-flight requests get a last moment to
-	// finish; POSTs among them were already answered 503 shutting_down.
+	// finish (none if hurried); POSTs among them were already answered 503
+	// shutting_down.
 	close(stopHub)
 	<-a.hub.done
 	httpCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	if hurried {
+		cancel()
+	}
 	if err := srv.Shutdown(httpCtx); err != nil {
 		_ = srv.Close()
 	}
