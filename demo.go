@@ -5,6 +5,7 @@ package main
 // timeline of what happens and a checklist of the phases at the end.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,12 +74,13 @@ type demoWatcher struct {
 	mu       sync.Mutex
 	events   map[string]int
 	outcomes map[Outcome]int
-	changed  chan struct{} // closed and replaced on every line counted
+	examples map[Outcome][]byte // the first log line of each outcome, as written
+	changed  chan struct{}      // closed and replaced on every line counted
 }
 
 func newDemoWatcher(out io.Writer) *demoWatcher {
 	return &demoWatcher{out: out, start: time.Now(), events: map[string]int{},
-		outcomes: map[Outcome]int{}, changed: make(chan struct{})}
+		outcomes: map[Outcome]int{}, examples: map[Outcome][]byte{}, changed: make(chan struct{})}
 }
 
 var timelineEvents = map[string]string{
@@ -105,6 +108,9 @@ func (w *demoWatcher) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	if line.Outcome != "" {
 		w.outcomes[line.Outcome]++
+		if w.examples[line.Outcome] == nil {
+			w.examples[line.Outcome] = bytes.Clone(p)
+		}
 	}
 	if msg, ok := timelineEvents[line.Event]; ok {
 		w.events[line.Event]++
@@ -134,6 +140,23 @@ func (w *demoWatcher) count(event string) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.events[event]
+}
+
+// example is the first line logged with outcome o, as LOG_FORMAT=console
+// prints it, or "" if there was none.
+func (w *demoWatcher) example(o Outcome) string {
+	w.mu.Lock()
+	raw := w.examples[o]
+	w.mu.Unlock()
+	if raw == nil {
+		return ""
+	}
+	var b strings.Builder
+	cw := zerolog.ConsoleWriter{Out: &b, NoColor: true, TimeFormat: "15:04:05.000"}
+	if _, err := cw.Write(raw); err != nil {
+		return strings.TrimSpace(string(raw))
+	}
+	return strings.TrimSpace(b.String())
 }
 
 func (w *demoWatcher) outcome(o Outcome) int {
@@ -189,7 +212,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // demo runs the story and reports whether every phase was observed.
 func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 	w := newDemoWatcher(out)
-	log := zerolog.New(w).Level(zerolog.InfoLevel)
+	log := zerolog.New(w).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	cfg := demoConfig()
 
 	sim := NewSimulator(ProfileHealthy, 0, 0, seed, log, zerolog.DebugLevel)
@@ -238,11 +261,11 @@ func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 		done    func() bool
 	}{
 		{ProfileHealthy, "messageapp is healthy: messages flow", func() bool { return w.outcome(OutcomeSent) >= 2*demoRate }},
-		{ProfileHang, "messageapp hangs: calls time out and the circuit opens", func() bool {
-			return w.outcome(OutcomeTimeout) > 0 && w.count("circuit_open") > 0
+		{ProfileHang, "messageapp hangs: calls time out, the circuit opens, the queue fills and clients are told to back off", func() bool {
+			return w.outcome(OutcomeTimeout) > 0 && w.count("circuit_open") > 0 && w.count("enqueueing_disabled") > 0 && rejected() > 0
 		}},
-		{ProfileDown, "messageapp answers 500: probes fail, the queue fills, clients are told to back off", func() bool {
-			return w.outcome(OutcomeMessageappError) > 0 && w.count("enqueueing_disabled") > 0 && rejected() > 0
+		{ProfileDown, "messageapp answers 500 at once: each probe fails fast and the open circuit keeps the rest back", func() bool {
+			return w.outcome(OutcomeMessageappError) > 0 && w.outcome(OutcomeBreakerOpen) > 0
 		}},
 		{ProfileHealthy, "messageapp recovers: a probe succeeds, the queue drains, enqueueing resumes", func() bool {
 			return w.count("circuit_closed") > 0 && w.count("enqueueing_enabled") > 0
@@ -281,21 +304,23 @@ func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 		return false, err
 	}
 
+	m := final.Messages // one snapshot, so the lines below agree
 	checks := []struct {
 		ok   bool
 		text string
 	}{
-		{w.outcome(OutcomeSent) > 0, fmt.Sprintf("messages delivered (sent: %d)", w.outcome(OutcomeSent))},
-		{w.outcome(OutcomeTimeout) > 0, fmt.Sprintf("calls abandoned at the %s deadline (timeout: %d)", cfg.MessageappTimeout, w.outcome(OutcomeTimeout))},
-		{w.outcome(OutcomeMessageappError) > 0, fmt.Sprintf("messageapp errors seen (messageapp_error: %d)", w.outcome(OutcomeMessageappError))},
-		{w.count("circuit_open") > 0, fmt.Sprintf("circuit opened (%d times)", w.count("circuit_open"))},
+		{m.Sent > 0, fmt.Sprintf("messages delivered (sent: %d)", m.Sent)},
+		{m.Timeout > 0, fmt.Sprintf("calls abandoned at the %s deadline (timeout: %d)", cfg.MessageappTimeout, m.Timeout)},
+		{w.outcome(OutcomeMessageappError) > 0, fmt.Sprintf("messageapp answered errors (messageapp_error: %d)", w.outcome(OutcomeMessageappError))},
+		{w.count("circuit_open") > 0, "circuit opened " + times(w.count("circuit_open"))},
+		{w.outcome(OutcomeBreakerOpen) > 0, fmt.Sprintf("messages refused by the open circuit, nothing sent (breaker_open: %d)", w.outcome(OutcomeBreakerOpen))},
 		{w.count("enqueueing_disabled") > 0 && sent.Rejected["queue_full"] > 0,
-			fmt.Sprintf("queue filled: enqueueing disabled %d times, clients got %d × 503 queue_full", w.count("enqueueing_disabled"), sent.Rejected["queue_full"])},
+			fmt.Sprintf("queue filled: enqueueing disabled %s, clients got %d × 503 queue_full", times(w.count("enqueueing_disabled")), sent.Rejected["queue_full"])},
 		{w.count("circuit_closed") > 0, "circuit closed again after a successful probe"},
-		{w.count("enqueueing_enabled") > 0, fmt.Sprintf("enqueueing resumed (%d times)", w.count("enqueueing_enabled"))},
-		{final.Messages.Balanced() && final.Messages.Accepted > 0,
+		{w.count("enqueueing_enabled") > 0, "enqueueing resumed " + times(w.count("enqueueing_enabled"))},
+		{m.Balanced() && m.Accepted > 0,
 			fmt.Sprintf("nothing lost: accepted %d = queued %d + sending %d + sent %d + failed %d + timeout %d",
-				final.Messages.Accepted, final.Messages.Queued, final.Messages.Sending, final.Messages.Sent, final.Messages.Failed, final.Messages.Timeout)},
+				m.Accepted, m.Queued, m.Sending, m.Sent, m.Failed, m.Timeout)},
 	}
 	fmt.Fprintln(out, "\nphases observed:")
 	all := true
@@ -306,8 +331,29 @@ func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 		}
 		fmt.Fprintf(out, "  %s %s\n", mark, c.text)
 	}
+
+	fmt.Fprintln(out, "\nwhat the log says (the first line of each failure kind, as LOG_FORMAT=console prints it):")
+	for _, o := range []Outcome{OutcomeMessageappError, OutcomeTimeout, OutcomeBreakerOpen} {
+		line := w.example(o)
+		if line == "" {
+			all = false
+			line = fmt.Sprintf("✗ no %s line was logged", o)
+		}
+		fmt.Fprintf(out, "  %s\n", line)
+	}
 	if !all {
 		fmt.Fprintln(out, "\nnot every phase was observed: courier demo failed")
 	}
 	return all, nil
+}
+
+// times says how often: "once", "twice", "3 times".
+func times(n int) string {
+	switch n {
+	case 1:
+		return "once"
+	case 2:
+		return "twice"
+	}
+	return fmt.Sprintf("%d times", n)
 }

@@ -19,6 +19,12 @@ func TestDemoObservesEveryPhase(t *testing.T) {
 	if !ok || strings.Contains(out.String(), "✗") {
 		t.Fatalf("demo did not observe every phase:\n%s", out.String())
 	}
+	texts := outcomeTexts(demoConfig().MessageappTimeout)
+	for _, o := range []Outcome{OutcomeMessageappError, OutcomeTimeout, OutcomeBreakerOpen} {
+		if !strings.Contains(out.String(), texts[o]) {
+			t.Errorf("what the log says lacks a %s line (%q):\n%s", o, texts[o], out.String())
+		}
+	}
 	for _, event := range []string{"circuit_open", "circuit_half_open", "circuit_closed", "enqueueing_disabled", "enqueueing_enabled"} {
 		if !strings.Contains(out.String(), event) {
 			t.Errorf("timeline lacks %s:\n%s", event, out.String())
