@@ -36,9 +36,8 @@ type config struct {
 	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json" allowed:"json or console" help:"json lines, or console for people"`
 
 	// Not from the environment: set by the demo and by tests.
-	listenHost string        // empty is every interface; the demo uses loopback
-	limits     serverLimits  // zero means defaultServerLimits
-	snapEvery  time.Duration // dashboard snapshot interval; zero means one second
+	limits    serverLimits  // zero means defaultServerLimits
+	snapEvery time.Duration // dashboard snapshot interval; zero means one second
 }
 
 // configError says which variable is wrong, what it held and what would do.

@@ -24,7 +24,7 @@ import (
 // happens within seconds. The phase waits below are derived from these.
 func demoConfig() config {
 	return config{
-		Port: 0, listenHost: "127.0.0.1", MessageappTimeout: 300 * time.Millisecond,
+		MessageappTimeout: 300 * time.Millisecond,
 		QueueMaxSize: 10, QueueRecovery: 5, Senders: 4, MaxAttempts: 2,
 		BreakerThreshold: 5, BackoffInitial: 500 * time.Millisecond, BackoffMax: 2 * time.Second,
 		MessagesRetained: 10_000, ShutdownTimeout: 5 * time.Second, LogLevel: "info", LogFormat: "json",
@@ -226,18 +226,15 @@ func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 	fmt.Fprintf(out, "courier demo: messageapp simulator, courier (queue max %d, recovery %d, timeout %s, breaker after %d failures) and a client sending %d msg/s\n\n",
 		cfg.QueueMaxSize, cfg.QueueRecovery, cfg.MessageappTimeout, cfg.BreakerThreshold, demoRate)
 
-	svcCtx, stopSvc := context.WithCancel(ctx)
-	defer stopSvc()
-	addr := make(chan net.Addr, 1)
-	svcErr := make(chan error, 1)
-	go func() { svcErr <- serve(svcCtx, cfg, log, func(a net.Addr) { addr <- a }) }()
-	var courierURL string
-	select {
-	case a := <-addr:
-		courierURL = "http://" + a.String()
-	case err := <-svcErr:
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		return false, err
 	}
+	courierURL := "http://" + ln.Addr().String()
+	svcCtx, stopSvc := context.WithCancel(ctx)
+	defer stopSvc()
+	svcErr := make(chan error, 1)
+	go func() { svcErr <- serve(svcCtx, cfg, ln, log) }()
 	w.printf("watch it live: open %s/ in a browser", courierURL)
 
 	load, err := newLoadClient(loadOptions{URL: courierURL, Rate: demoRate, Duration: time.Minute, MaxRequests: 100_000})

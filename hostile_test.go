@@ -25,17 +25,21 @@ func startWithLimits(t *testing.T, limits serverLimits) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.listenHost, cfg.limits = "127.0.0.1", limits
+	cfg.limits = limits
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, zerolog.Nop(), func(a net.Addr) { addr <- a.String() }) }()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, ln, zerolog.Nop()) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return <-addr
+	return ln.Addr().String()
 }
 
 var testLimits = serverLimits{ReadHeader: 300 * time.Millisecond, Read: 600 * time.Millisecond,

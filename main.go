@@ -117,24 +117,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	log := newLogger(cfg, stdout)
-	if err := serve(ctx, cfg, log, nil); err != nil {
-		var se *startError
-		if errors.As(err, &se) {
-			log.Error().Str("event", "start_failed").Err(se.err).Msg("courier could not start")
-		} else {
-			log.Error().Str("event", "failed").Err(err).Msg("courier stopped on an error")
+	// Listen before anything else starts: a port in use is one clear line.
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	if err != nil {
+		log.Error().Str("event", "start_failed").Err(fmt.Errorf("listen on port %d: %w", cfg.Port, err)).Msg("courier could not start")
+		return exitFailed
+	}
+	if cfg.MessageappURL == "" {
+		url, stopSim, err := startEmbeddedSimulator(log)
+		if err != nil {
+			ln.Close()
+			log.Error().Str("event", "start_failed").Err(err).Msg("courier could not start")
+			return exitFailed
 		}
+		defer stopSim()
+		cfg.MessageappURL = url
+	}
+	if err := serve(ctx, cfg, ln, log); err != nil {
+		log.Error().Str("event", "failed").Err(err).Msg("courier stopped on an error")
 		return exitFailed
 	}
 	return exitOK
 }
-
-// startError is a failure before courier served anything: nothing was
-// accepted, so there is nothing to drain or list.
-type startError struct{ err error }
-
-func (e *startError) Error() string { return e.err.Error() }
-func (e *startError) Unwrap() error { return e.err }
 
 // usage is what `courier -h` prints: the commands, then the service's
 // environment variables with their defaults, from config's own tags.
@@ -177,126 +181,136 @@ func newLogger(cfg config, out io.Writer) zerolog.Logger {
 	return zerolog.New(out).Level(level).With().Timestamp().Logger()
 }
 
-// serve runs the service until ctx is done, then shuts down in order: stop
-// accepting, let the senders drain until SHUTDOWN_TIMEOUT, close the HTTP
-// server, and log every message left undelivered. If listening is not nil
-// it is told the address once courier listens.
-func serve(ctx context.Context, cfg config, log zerolog.Logger, listening func(net.Addr)) error {
-	// Listen before anything else starts: a port in use is one clear error.
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenHost, strconv.Itoa(cfg.Port)))
-	if err != nil {
-		return &startError{fmt.Errorf("listen on port %d: %w", cfg.Port, err)}
+// serve runs courier on ln until ctx is done, then shuts it down in order.
+func serve(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger) error {
+	in := start(ctx, cfg, ln, log)
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-in.serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+		in.serveErr <- err // for shutdown, which waits for it
 	}
-	defer ln.Close() // for the returns below; Serve closes it otherwise
-	if cfg.MessageappURL == "" {
-		sim := NewSimulator(ProfileFlap, 20*time.Second, 10*time.Second, uint64(time.Now().UnixNano()), log, zerolog.DebugLevel)
-		base, stopSim, err := startSimulator("127.0.0.1:0", sim)
-		if err != nil {
-			return &startError{err}
-		}
-		defer stopSim()
-		cfg.MessageappURL = base + "/message"
-		log.Info().Str("event", "simulator_started").Str("url", cfg.MessageappURL).Str("profile", string(ProfileFlap)).
-			Str("control", base+"/control").
-			Msg("MESSAGEAPP_URL is unset: using the built-in messageapp simulator (healthy 20s, degraded 10s, in turn); " +
-				"set MESSAGEAPP_URL to use a real messageapp")
-	}
-	a := newAPI(cfg, log)
-	queue, store, shuttingDown := a.queue, a.store, a.shuttingDown
-	client := newMessageappClient(cfg.MessageappURL, cfg.MessageappTimeout, cfg.Senders)
-	defer client.Close()
-	senders := NewSenders(cfg.Senders, cfg.MaxAttempts, queue, a.breaker, store, client, log, a.obs)
+	return errors.Join(runErr, in.shutdown(hurryOf(ctx)))
+}
 
-	limits := cmp.Or(cfg.limits, defaultServerLimits)
-	srv := &http.Server{
-		Handler:           a.routes(),
-		ReadHeaderTimeout: limits.ReadHeader,
-		ReadTimeout:       limits.Read,
-		WriteTimeout:      limits.Write,
-		IdleTimeout:       limits.Idle,
-		MaxHeaderBytes:    limits.MaxHeaderBytes,
-		// The server's own complaints (bad TLS, accept errors) go to the
-		// structured log instead of stderr.
-		ErrorLog: stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
-	}
+// instance is a running courier: what shutdown stops, in order.
+type instance struct {
+	cfg         config
+	log         zerolog.Logger
+	api         *api
+	client      *messageappClient
+	senders     *Senders
+	stopSenders context.CancelFunc
+	stopHub     chan struct{}
+	srv         *http.Server
+	serveErr    chan error // Serve's result, once
+}
+
+// start builds courier and starts its senders, its event hub and its HTTP
+// server on ln.
+func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger) *instance {
+	a := newAPI(cfg, log)
+	client := newMessageappClient(cfg.MessageappURL, cfg.MessageappTimeout, cfg.Senders)
+	in := &instance{cfg: cfg, log: log, api: a, client: client,
+		senders:  NewSenders(cfg.Senders, cfg.MaxAttempts, a.queue, a.breaker, a.store, client, log, a.obs),
+		stopHub:  make(chan struct{}),
+		srv:      newHTTPServer(a.routes(), cmp.Or(cfg.limits, defaultServerLimits), log),
+		serveErr: make(chan error, 1)}
 
 	// Senders outlive the signal: they stop at the drain deadline.
-	sendCtx, stopSenders := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSenders()
-	senders.Start(sendCtx)
-	stopHub := make(chan struct{})
-	go a.hub.Run(stopHub)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	var sendCtx context.Context
+	sendCtx, in.stopSenders = context.WithCancel(context.WithoutCancel(ctx))
+	in.senders.Start(sendCtx)
+	go a.hub.Run(in.stopHub)
+	go func() { in.serveErr <- in.srv.Serve(ln) }()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
 		Str("dashboard", "http://localhost:"+port+"/").
 		Str("messageapp_url", cfg.MessageappURL).Int("queue_max_size", cfg.QueueMaxSize).
 		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders).
 		Msg("courier is listening; the live dashboard is at the dashboard URL")
-	if listening != nil {
-		listening(ln.Addr())
-	}
+	return in
+}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		runErr = fmt.Errorf("http server: %w", err)
-		serveErr <- err // for the shutdown below, which waits for it
+// newHTTPServer serves h within limits, its own complaints (bad TLS, accept
+// errors) going to the structured log instead of stderr.
+func newHTTPServer(h http.Handler, limits serverLimits, log zerolog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: limits.ReadHeader,
+		ReadTimeout:       limits.Read,
+		WriteTimeout:      limits.Write,
+		IdleTimeout:       limits.Idle,
+		MaxHeaderBytes:    limits.MaxHeaderBytes,
+		ErrorLog:          stdlog.New(logWriter{log.With().Str("component", "http").Logger()}, "", 0),
 	}
+}
 
-	deadline := time.Now().Add(cfg.ShutdownTimeout)
-	shuttingDown.Store(true)
-	queue.Close()
-	log.Info().Str("event", "shutting_down").Int("queued", queue.Depth()).
-		Int64("shutdown_timeout_ms", cfg.ShutdownTimeout.Milliseconds()).Msg("shutting down: draining the queue")
+// shutdown stops courier in order: refuse new messages, let the senders
+// drain until SHUTDOWN_TIMEOUT (or until hurry closes), end the event
+// streams and the HTTP server, and log every message left undelivered.
+func (in *instance) shutdown(hurry <-chan struct{}) error {
+	a, log := in.api, in.log
+	defer in.client.Close()
+	a.shuttingDown.Store(true)
+	a.queue.Close()
+	log.Info().Str("event", "shutting_down").Int("queued", a.queue.Depth()).
+		Int64("shutdown_timeout_ms", in.cfg.ShutdownTimeout.Milliseconds()).Msg("shutting down: draining the queue")
 
-	drained := make(chan struct{})
-	go func() { senders.Wait(); close(drained) }()
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	hurried := false
-	select {
-	case <-drained:
-	case <-timer.C:
-		stopSenders()
-		<-drained
-	case <-hurryOf(ctx):
-		hurried = true
-		log.Warn().Str("event", "drain_cut_short").Int("queued", queue.Depth()).
-			Msg("asked again to stop: not waiting for the drain")
-		stopSenders()
-		<-drained
-	}
+	hurried := in.drain(hurry)
 
 	// Event streams end, then in-flight requests get a last moment to
 	// finish (none if hurried); POSTs among them were already answered 503
 	// shutting_down.
-	close(stopHub)
+	close(in.stopHub)
 	<-a.hub.done
 	httpCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if hurried {
 		cancel()
 	}
-	if err := srv.Shutdown(httpCtx); err != nil {
-		_ = srv.Close()
+	if err := in.srv.Shutdown(httpCtx); err != nil {
+		_ = in.srv.Close()
 	}
-	if err := <-serveErr; runErr == nil && !errors.Is(err, http.ErrServerClosed) {
-		runErr = fmt.Errorf("http server: %w", err)
+	var err error
+	if serveErr := <-in.serveErr; !errors.Is(serveErr, http.ErrServerClosed) {
+		err = fmt.Errorf("http server: %w", serveErr)
 	}
 
-	undelivered := store.Unfinished()
+	undelivered := a.store.Unfinished()
 	for _, m := range undelivered {
 		log.Warn().Str("event", "undelivered").Str("id", m.ID).Str("status", string(m.Status)).
 			Int("attempts", m.Attempts).Msg("message not delivered before shutdown")
 	}
-	counts := store.Counts()
+	counts := a.store.Counts()
 	log.Info().Str("event", "stopped").Int("undelivered", len(undelivered)).Int64("accepted", counts.Accepted).
 		Int64("sent", counts.Sent).Int64("failed", counts.Failed).Int64("timeout", counts.Timeout).
 		Msg("courier stopped")
-	return runErr
+	return err
+}
+
+// drain waits for the senders to finish what is queued, at most until
+// SHUTDOWN_TIMEOUT or until hurry closes; calls still in flight then are
+// abandoned. It reports whether it was hurried.
+func (in *instance) drain(hurry <-chan struct{}) (hurried bool) {
+	defer in.stopSenders()
+	drained := make(chan struct{})
+	go func() { in.senders.Wait(); close(drained) }()
+	timer := time.NewTimer(in.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-drained:
+		return false
+	case <-timer.C:
+	case <-hurry:
+		hurried = true
+		in.log.Warn().Str("event", "drain_cut_short").Int("queued", in.api.queue.Depth()).
+			Msg("asked again to stop: not waiting for the drain")
+	}
+	in.stopSenders()
+	<-drained
+	return hurried
 }
 
 // serverLimits are the HTTP server's timeouts and header limit.

@@ -326,8 +326,12 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, 
 			if due {
 				return true
 			}
-		case !*holdsProbe && p.queue.Requeue(d, func() { p.store.Move(d.ID, StatusQueued, d.Attempts, why) }):
+		case !*holdsProbe && p.queue.Requeue(d, func() {
+			// Under the queue's lock, before another sender can take d:
+			// once Requeue returns, d is no longer this sender's to touch.
+			p.store.Move(d.ID, StatusQueued, d.Attempts, why)
 			p.kept(d, keptInQueue, left)
+		}):
 			return false
 		default:
 			// Half-open, or no room to put d back (the queue is full, or

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,24 +25,54 @@ import (
 // Profile is how the simulator behaves.
 type Profile string
 
-// The simulator's profiles.
+// The simulator's profiles; what each does is in profiles.
 const (
-	ProfileHealthy  Profile = "healthy"  // 200 after 5–50 ms
-	ProfileDegraded Profile = "degraded" // fast 500s, spikes of seconds, late 200s of 4–14 s, 500s after ~14 s
-	ProfileDown     Profile = "down"     // 500 at once
-	ProfileHang     Profile = "hang"     // never answers
-	ProfileFlap     Profile = "flap"     // healthy and degraded in turn
+	ProfileHealthy  Profile = "healthy"
+	ProfileDegraded Profile = "degraded"
+	ProfileDown     Profile = "down"
+	ProfileHang     Profile = "hang"
+	ProfileFlap     Profile = "flap"
 )
 
-var profiles = []Profile{ProfileHealthy, ProfileDegraded, ProfileDown, ProfileHang, ProfileFlap}
+// The flap profile's cycle unless told otherwise: long enough healthy to
+// see messages flow, long enough degraded for the circuit to open.
+const (
+	flapHealthyDefault  = 20 * time.Second
+	flapDegradedDefault = 10 * time.Second
+)
+
+// profiles is every profile, what it does and how it answers one request,
+// in the order help lists them. Adding a profile is adding a row.
+var profiles = []struct {
+	name   Profile
+	about  string
+	answer func(s *Simulator, now time.Time) reply // called with s.mu held
+}{
+	{ProfileHealthy, "200 OK after 5-50 ms", (*Simulator).healthy},
+	{ProfileDegraded, "fast 500s, spikes of seconds, 200s 4-14 s late, 500s after ~14 s", (*Simulator).degraded},
+	{ProfileDown, "500 at once", func(s *Simulator, _ time.Time) reply {
+		return reply{ProfileDown, s.between(time.Millisecond, 10*time.Millisecond), http.StatusInternalServerError}
+	}},
+	{ProfileHang, "never answers", func(*Simulator, time.Time) reply { return reply{effective: ProfileHang} }},
+	{ProfileFlap, "healthy and degraded in turn", (*Simulator).flap},
+}
+
+// profileNames lists the profiles for messages: "healthy, degraded, …".
+func profileNames(sep string) string {
+	names := make([]string, len(profiles))
+	for i, p := range profiles {
+		names[i] = string(p.name)
+	}
+	return strings.Join(names, sep)
+}
 
 func parseProfile(s string) (Profile, error) {
 	for _, p := range profiles {
-		if string(p) == s {
-			return p, nil
+		if string(p.name) == s {
+			return p.name, nil
 		}
 	}
-	return "", fmt.Errorf("unknown profile %q: want one of healthy, degraded, down, hang, flap", s)
+	return "", fmt.Errorf("unknown profile %q: want one of %s", s, profileNames(", "))
 }
 
 // Simulator answers POST /message according to its current profile.
@@ -97,30 +128,47 @@ type reply struct {
 func (s *Simulator) decide(now time.Time) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.profile
-	if p == ProfileFlap {
-		p = ProfileHealthy
-		if cycle := s.flapHealthy + s.flapDegraded; cycle > 0 && now.Sub(s.start)%cycle >= s.flapHealthy {
-			p = ProfileDegraded
+	return s.answer(s.profile, now)
+}
+
+// answer is what profile p says to a request at now. Callers hold mu.
+func (s *Simulator) answer(p Profile, now time.Time) reply {
+	for _, row := range profiles {
+		if row.name == p {
+			return row.answer(s, now)
 		}
 	}
-	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(s.rng.Int64N(int64(hi-lo)+1)) }
-	switch p {
-	case ProfileHealthy:
-		return reply{p, between(5*time.Millisecond, 50*time.Millisecond), http.StatusOK}
-	case ProfileDown:
-		return reply{p, between(1*time.Millisecond, 10*time.Millisecond), http.StatusInternalServerError}
-	case ProfileHang:
-		return reply{effective: p}
+	panic(fmt.Sprintf("messageapp simulator: profile %q has no row in profiles", p))
+}
+
+// between is a random duration in [lo, hi]. Callers hold mu.
+func (s *Simulator) between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(s.rng.Int64N(int64(hi-lo)+1))
+}
+
+// healthy answers 200 OK within 50 ms.
+func (s *Simulator) healthy(time.Time) reply {
+	return reply{ProfileHealthy, s.between(5*time.Millisecond, 50*time.Millisecond), http.StatusOK}
+}
+
+// flap answers as healthy or degraded, by where now falls in the cycle.
+func (s *Simulator) flap(now time.Time) reply {
+	if cycle := s.flapHealthy + s.flapDegraded; cycle > 0 && now.Sub(s.start)%cycle >= s.flapHealthy {
+		return s.degraded(now)
 	}
+	return s.healthy(now)
+}
+
+// degraded draws one of degradedBands.
+func (s *Simulator) degraded(time.Time) reply {
 	r := s.rng.Float64()
 	for _, b := range degradedBands {
 		if r -= b.share; r < 0 {
-			return reply{p, between(b.lo, b.hi), b.status}
+			return reply{ProfileDegraded, s.between(b.lo, b.hi), b.status}
 		}
 	}
 	last := degradedBands[len(degradedBands)-1]
-	return reply{p, between(last.lo, last.hi), last.status}
+	return reply{ProfileDegraded, s.between(last.lo, last.hi), last.status}
 }
 
 // degradedBands is the degraded profile, shares adding up to one: what
@@ -189,7 +237,7 @@ func (s *Simulator) handleControl(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPut {
 		var body controlBody
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10)).Decode(&body); err != nil {
-			http.Error(w, `want JSON {"profile": "healthy|degraded|down|hang|flap"}`, http.StatusBadRequest)
+			http.Error(w, `want JSON {"profile": "`+profileNames("|")+`"}`, http.StatusBadRequest)
 			return
 		}
 		p, err := parseProfile(string(body.Profile))
@@ -222,6 +270,21 @@ func startSimulator(addr string, sim *Simulator) (baseURL string, stop func(), e
 	return "http://" + ln.Addr().String(), stop, nil
 }
 
+// startEmbeddedSimulator starts the flapping simulator on a loopback port
+// for a courier run without MESSAGEAPP_URL, and returns its send URL.
+func startEmbeddedSimulator(log zerolog.Logger) (url string, stop func(), err error) {
+	sim := NewSimulator(ProfileFlap, flapHealthyDefault, flapDegradedDefault, uint64(time.Now().UnixNano()), log, zerolog.DebugLevel)
+	base, stop, err := startSimulator("127.0.0.1:0", sim)
+	if err != nil {
+		return "", nil, err
+	}
+	log.Info().Str("event", "simulator_started").Str("url", base+"/message").Str("profile", string(ProfileFlap)).
+		Str("control", base+"/control").
+		Msg(fmt.Sprintf("MESSAGEAPP_URL is unset: using the built-in messageapp simulator (healthy %s, degraded %s, in turn); "+
+			"set MESSAGEAPP_URL to use a real messageapp", flapHealthyDefault, flapDegradedDefault))
+	return base + "/message", stop, nil
+}
+
 // runMessageapp is `courier messageapp`: the simulator on its own.
 func runMessageapp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("courier messageapp", flag.ContinueOnError)
@@ -233,9 +296,9 @@ func runMessageapp(ctx context.Context, args []string, getenv func(string) strin
 	}
 	port := fs.Int("port", defPort, "TCP port (env PORT)")
 	profile := fs.String("profile", envOr(getenv, "MESSAGEAPP_PROFILE", string(ProfileFlap)),
-		"healthy, degraded, down, hang or flap (env MESSAGEAPP_PROFILE)")
-	flapHealthy := fs.Duration("flap-healthy", 20*time.Second, "time healthy in each flap cycle")
-	flapDegraded := fs.Duration("flap-degraded", 10*time.Second, "time degraded in each flap cycle")
+		"one of "+profileNames(", ")+" (env MESSAGEAPP_PROFILE)")
+	flapHealthy := fs.Duration("flap-healthy", flapHealthyDefault, "time healthy in each flap cycle")
+	flapDegraded := fs.Duration("flap-degraded", flapDegradedDefault, "time degraded in each flap cycle")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed, for repeatable runs")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
