@@ -25,7 +25,7 @@ import (
 func demoConfig() config {
 	return config{
 		MessageappTimeout: 300 * time.Millisecond,
-		QueueMaxSize: 10, QueueRecovery: 5, Senders: 4, MaxAttempts: 2,
+		QueueMaxSize:      10, QueueRecovery: 5, Senders: 4, MaxAttempts: 2,
 		BreakerThreshold: 5, BackoffInitial: 500 * time.Millisecond, BackoffMax: 2 * time.Second,
 		MessagesRetained: 10_000, ShutdownTimeout: 5 * time.Second, LogLevel: "info", LogFormat: "json",
 	}
