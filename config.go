@@ -34,6 +34,7 @@ type config struct {
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" allowed:"a Go duration from 0s to 10m, e.g. 10s" help:"how long shutdown may spend draining"`
 	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" allowed:"one of trace, debug, info, warn, error, fatal, panic, disabled" help:"least level logged"`
 	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json" allowed:"json or console" help:"json lines, or console for people"`
+	Replica           string        `env:"REPLICA" allowed:"1 to 32 lowercase letters or digits (a server name in haproxy.cfg: c1, c2, c3), or unset" help:"this replica's name behind HAProxy; starts its message ids"`
 
 	// Not from the environment: set by the demo and by tests.
 	limits    serverLimits  // zero means defaultServerLimits
@@ -199,5 +200,22 @@ func (c config) validate() []*configError {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		problem("LogFormat", c.LogFormat, "")
 	}
+	if c.Replica != "" && !validReplica(c.Replica) {
+		problem("Replica", c.Replica, "")
+	}
 	return errs
+}
+
+// validReplica accepts 1..32 lowercase letters and digits: a replica's name
+// starts its message ids, so it must not hold the "-" that ends it.
+func validReplica(name string) bool {
+	if len(name) > 32 {
+		return false
+	}
+	for _, r := range name {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return name != ""
 }

@@ -50,6 +50,9 @@ func TestBadConfigurationExits2NamingTheVariable(t *testing.T) {
 		{"URL unparsable", map[string]string{"MESSAGEAPP_URL": "http://[::1"}, "MESSAGEAPP_URL"},
 		{"log level unknown", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{"log format unknown", map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
+		{"replica with a dash", map[string]string{"REPLICA": "c-1"}, "REPLICA"},
+		{"replica in capitals", map[string]string{"REPLICA": "C1"}, "REPLICA"},
+		{"replica too long", map[string]string{"REPLICA": strings.Repeat("c", 33)}, "REPLICA"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,6 +122,8 @@ func TestConfigEdgeCasesThatWork(t *testing.T) {
 		{"PORT": "", "LOG_LEVEL": "DEBUG"}, // empty means default; levels in any case
 		{"MESSAGEAPP_URL": "https://messageapp.internal/message"},
 		{"MESSAGEAPP_URL": ""}, // the built-in simulator
+		{"REPLICA": "c2"},
+		{"REPLICA": "replica10"},
 	}
 	for _, extra := range tests {
 		env := map[string]string{"MESSAGEAPP_URL": "http://localhost:3000/message"}

@@ -32,6 +32,7 @@ type api struct {
 	breaker      *Breaker
 	store        *Store
 	senders      int
+	replica      string // REPLICA: this instance's name behind the balancer, or empty
 	shuttingDown *atomic.Bool
 	shutdownWait int // Retry-After seconds while shutting down
 	obs          Observer
@@ -150,13 +151,16 @@ func (a *api) handlePostMessage() httprouter.Handle {
 		key := r.Header.Get("Idempotency-Key")
 		// Refuse before reading anything: shedding must cost less than
 		// accepting. Only a retry of an already accepted message (its key
-		// is known) is read on, to be answered with its original 202.
-		if a.shuttingDown.Load() {
-			a.rejectShuttingDown(w)
-			return
-		}
-		if !a.queue.Accepting() && (key == "" || !a.store.HasKey(key)) {
-			a.rejectQueueFull(w)
+		// is known) is read on, to be answered with its original 202, even
+		// while draining: behind a balancer, a 503 would send the retry to
+		// another replica, which would accept it a second time.
+		refusing := a.shuttingDown.Load() || !a.queue.Accepting()
+		if refusing && (key == "" || !a.store.HasKey(key)) {
+			if a.shuttingDown.Load() {
+				a.rejectShuttingDown(w)
+			} else {
+				a.rejectQueueFull(w)
+			}
 			return
 		}
 		if _, sent := r.Header["Idempotency-Key"]; sent && !validIdempotencyKey(key) {
@@ -186,7 +190,7 @@ func (a *api) handlePostMessage() httprouter.Handle {
 			return
 		}
 
-		id := xid.New().String()
+		id := newMessageID(a.replica)
 		d := &Delivery{ID: id, Destination: req.Destination, Body: req.Body}
 		use, firstID := KeyUnused, ""
 		accepted := a.queue.Offer(d, func() bool {
@@ -221,6 +225,16 @@ func (a *api) handlePostMessage() httprouter.Handle {
 		w.Header().Set("Location", "/messages/"+id)
 		writeJSON(w, http.StatusAccepted, postMessageResponse{ID: id, Status: StatusQueued})
 	}
+}
+
+// newMessageID mints a message id, unique across replicas. Behind the
+// balancer it starts with the replica's name and a "-", which haproxy.cfg
+// reads to send GET /messages/{id} to the replica that holds the record.
+func newMessageID(replica string) string {
+	if replica == "" {
+		return xid.New().String()
+	}
+	return replica + "-" + xid.New().String()
 }
 
 // validIdempotencyKey accepts 1..255 visible ASCII characters.
@@ -511,6 +525,7 @@ type statusResponse struct {
 	Circuit  circuitStatus `json:"circuit"`
 	Messages Counts        `json:"messages"`
 	Senders  int           `json:"senders"`
+	Replica  string        `json:"replica,omitempty"` // REPLICA, when set
 }
 
 func (a *api) queueStatus() queueStatus {
@@ -525,7 +540,7 @@ func (a *api) circuitStatus() circuitStatus {
 // snapshot is the body of GET /status, also read by metrics and the dashboard.
 func (a *api) snapshot() statusResponse {
 	return statusResponse{Queue: a.queueStatus(), Circuit: a.circuitStatus(),
-		Messages: a.store.Counts(), Senders: a.senders}
+		Messages: a.store.Counts(), Senders: a.senders, Replica: a.replica}
 }
 
 func (a *api) handleStatus() httprouter.Handle {

@@ -131,3 +131,63 @@ func TestKeysAreForgottenWithTheirMessages(t *testing.T) {
 		t.Errorf("after eviction: got %d %v, want a new message", again.status, again.body)
 	}
 }
+
+func TestRetryOfAnAcceptedMessageIsAnsweredWhileShuttingDown(t *testing.T) {
+	app := newFakeMessageapp(t, modeHang)
+	env := baseEnv(app.URL())
+	env["SENDERS"] = "1"
+	env["MESSAGEAPP_TIMEOUT"] = "1m"
+	env["SHUTDOWN_TIMEOUT"] = "1s"
+	s := startService(t, env)
+	first := s.postKeyed("order-7", "d", "hello")
+	id, _ := first.body["id"].(string)
+	exit := make(chan int, 1)
+	go func() { exit <- s.stop() }()
+	s.waitEvent("shutting_down", 1)
+
+	// Behind a balancer a 503 here would send the retry to another
+	// replica, which would accept the message a second time.
+	again := s.postKeyed("order-7", "d", "hello")
+	if again.status != 202 || again.body["id"] != id || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("retry while draining: got %d %v, want the first 202 with id %s", again.status, again.body, id)
+	}
+	checkProblem(t, s.postKeyed("order-8", "d", "hello"), 503, "shutting_down")
+	checkProblem(t, s.postKeyed("order-7", "d", "another body"), 422, "idempotency_key_reused")
+	if code := <-exit; code != 0 {
+		t.Fatalf("exit code: got %d, want 0", code)
+	}
+	if st := s.logs.entries(map[string]any{"event": "stopped"}); len(st) != 1 || st[0]["accepted"] != float64(1) {
+		t.Errorf("stopped line: got %v, want accepted 1", st)
+	}
+}
+
+func TestReplicaNameStartsEveryID(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	tests := []struct {
+		replica, wantPrefix string
+	}{
+		{"", ""},
+		{"c2", "c2-"},
+	}
+	for _, tt := range tests {
+		t.Run("REPLICA="+strconv.Quote(tt.replica), func(t *testing.T) {
+			env := baseEnv(app.URL())
+			env["REPLICA"] = tt.replica
+			s := startService(t, env)
+			r := s.post("d", "b")
+			id, _ := r.body["id"].(string)
+			if !strings.HasPrefix(id, tt.wantPrefix) || strings.Count(id, "-") != len(tt.wantPrefix)/3 {
+				t.Errorf("id: got %q, want it to start with %q and hold no other dash", id, tt.wantPrefix)
+			}
+			if got := r.header.Get("Location"); got != "/messages/"+id {
+				t.Errorf("Location: got %q, want /messages/%s", got, id)
+			}
+			if got := s.message(id).ID; got != id {
+				t.Errorf("GET by id: got %q, want %q", got, id)
+			}
+			if got := s.status().Replica; got != tt.replica {
+				t.Errorf("/status replica: got %q, want %q", got, tt.replica)
+			}
+		})
+	}
+}

@@ -228,7 +228,7 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
 		Str("dashboard", "http://localhost:"+port+"/").
 		Str("messageapp_url", cfg.MessageappURL).Int("queue_max_size", cfg.QueueMaxSize).
-		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders).
+		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders).Str("replica", cfg.Replica).
 		Msg("courier is listening; the live dashboard is at the dashboard URL")
 	return in
 }
@@ -331,7 +331,7 @@ var defaultServerLimits = serverLimits{ReadHeader: 5 * time.Second, Read: 10 * t
 // transitions and attempts as observers.
 func newAPI(cfg config, log zerolog.Logger) *api {
 	a := &api{log: log.With().Str("component", "http").Logger(), store: NewStore(cfg.MessagesRetained, time.Now),
-		senders: cfg.Senders, shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
+		senders: cfg.Senders, replica: cfg.Replica, shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
 	a.metrics = NewMetrics(cfg.MessageappTimeout, a.snapshot)
 	a.hub = NewHub(cmp.Or(cfg.snapEvery, time.Second), a.snapshot)
 	a.obs = observers{a.metrics, a.hub}

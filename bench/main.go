@@ -9,7 +9,8 @@
 // server that decodes and answers 202. Memory: courier's RSS and goroutines
 // while clients flood it and messageapp hangs. Timeouts: how close to
 // MESSAGEAPP_TIMEOUT a hanging call is abandoned, and that no connection
-// is left behind.
+// is left behind. Replicas: three couriers behind HAProxy (haproxy.cfg)
+// against one courier direct, delivered messages per second.
 //
 // courier and the baselines run as separate processes; messageapp and the
 // load generator run in this one.
@@ -43,7 +44,7 @@ func main() {
 	target := flag.String("messageapp", "", "internal: messageapp URL for baseline-forward")
 	short := flag.Bool("short", false, "shorter phases (a smoke run, not for the record)")
 	out := flag.String("out", "", "also write the report to this file")
-	only := flag.String("only", "", "run one scenario: forwarding, shedding, memory or timeouts")
+	only := flag.String("only", "", "run one scenario: forwarding, shedding, memory, timeouts or replicas")
 	flag.Parse()
 	switch *role {
 	case "baseline-forward":
@@ -466,6 +467,7 @@ func runAll(short bool, only, outPath string) error {
 		{"shedding", func() error { return benchShedding(rep, dir, courierBin, self, phase(4*time.Second, 2*time.Second)) }},
 		{"memory", func() error { return benchMemory(rep, dir, courierBin, phase(60*time.Second, 15*time.Second)) }},
 		{"timeouts", func() error { return benchTimeouts(rep, dir, courierBin, phase(15*time.Second, 5*time.Second)) }},
+		{"replicas", func() error { return benchReplicas(rep, dir, courierBin, phase(10*time.Second, 3*time.Second)) }},
 	}
 	for _, step := range steps {
 		if only != "" && step.name != only {

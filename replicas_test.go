@@ -1,0 +1,330 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// haproxyPath finds Debian's haproxy. Without it the test is skipped, unless
+// COURIER_REQUIRE_HAPROXY=1 (as in CI), where it fails.
+func haproxyPath(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("haproxy"); err == nil {
+		return p
+	}
+	if os.Getenv("COURIER_REQUIRE_HAPROXY") == "1" {
+		t.Fatal("no haproxy found and COURIER_REQUIRE_HAPROXY=1 (apt-get install haproxy)")
+	}
+	t.Skip("no haproxy found: apt-get install haproxy to run the replicas test")
+	return ""
+}
+
+// fleet is three couriers started through run, each with its own fake
+// messageapp, behind the repository's haproxy.cfg.
+type fleet struct {
+	t        *testing.T
+	lb       *service // the balancer, spoken to with the service helpers
+	replicas map[string]*service
+	apps     map[string]*fakeMessageapp
+	haproxy  *logBuffer
+
+	mu  sync.Mutex      // guards ids
+	ids map[string]bool // every id a 202 returned, through the balancer or not
+}
+
+var replicaNames = []string{"c1", "c2", "c3"}
+
+func startFleet(t *testing.T) *fleet {
+	t.Helper()
+	bin := haproxyPath(t)
+	f := &fleet{t: t, replicas: map[string]*service{}, apps: map[string]*fakeMessageapp{},
+		haproxy: &logBuffer{}, ids: map[string]bool{}}
+	cmdEnv := os.Environ()
+	for i, name := range replicaNames {
+		f.apps[name] = newFakeMessageapp(t, modeOK)
+		env := baseEnv(f.apps[name].URL())
+		for k, v := range map[string]string{"REPLICA": name, "QUEUE_MAX_SIZE": "10", "QUEUE_RECOVERY_THRESHOLD": "2",
+			// One timeout opens the circuit, and a probe a second keeps
+			// a full queue full for a few seconds of a hanging messageapp.
+			"BREAKER_THRESHOLD": "1", "BREAKER_BACKOFF_INITIAL": "1s", "BREAKER_BACKOFF_MAX": "1s",
+			"SHUTDOWN_TIMEOUT": "3s", "LOG_LEVEL": "info"} {
+			env[k] = v
+		}
+		f.replicas[name] = startService(t, env)
+		cmdEnv = append(cmdEnv, fmt.Sprintf("COURIER_%d=%s", i+1, strings.TrimPrefix(f.replicas[name].url, "http://")))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "-f", "haproxy.cfg", "-db")
+	cmd.Env = append(cmdEnv, "LISTEN="+addr)
+	cmd.Stdout, cmd.Stderr = f.haproxy, f.haproxy
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	f.lb = &service{t: t, url: "http://" + addr, client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}}
+	t.Cleanup(func() {
+		f.lb.client.CloseIdleConnections()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("haproxy said:\n%s", f.haproxy.String())
+		}
+	})
+	eventually(t, 5*time.Second, "haproxy to listen", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("haproxy exited: %s", f.haproxy.String())
+		default:
+		}
+		resp, err := f.lb.client.Get(f.lb.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return f
+}
+
+// post sends a message through the balancer, with key if not empty, and
+// records the id of a 202.
+func (f *fleet) post(key string) response {
+	f.t.Helper()
+	return f.record(f.lb.postKeyed(key, "+34600000000", "through the balancer "+key))
+}
+
+// record notes the id of a 202 and returns r.
+func (f *fleet) record(r response) response {
+	if id, _ := r.body["id"].(string); r.status == http.StatusAccepted && id != "" {
+		f.mu.Lock()
+		f.ids[id] = true
+		f.mu.Unlock()
+	}
+	return r
+}
+
+// fill makes replica name's queue full, posting to it directly, with its
+// messageapp hanging so the circuit opens and the queue stays full.
+func (f *fleet) fill(name string) {
+	f.t.Helper()
+	f.apps[name].set(modeHang)
+	s := f.replicas[name]
+	eventually(f.t, 5*time.Second, name+" to refuse", func() bool {
+		r := f.record(s.post("+34600000000", "straight to "+name))
+		return r.status == http.StatusServiceUnavailable && s.do(http.MethodGet, "/readyz", "", "").status == http.StatusServiceUnavailable
+	})
+}
+
+// rejected is how many POSTs replica name has answered 503.
+func (f *fleet) rejected(name string) int64 { return f.replicas[name].status().Messages.Rejected }
+
+// untouched posts a burst through the balancer, each answered 202, and
+// reports whether none of it reached replica name.
+func (f *fleet) untouched(name string) bool {
+	f.t.Helper()
+	before := f.rejected(name)
+	for range 9 {
+		if r := f.post(""); r.status != http.StatusAccepted {
+			f.t.Fatalf("POST through the balancer with %s out: got %d %v, want 202", name, r.status, r.body)
+		} else if id := r.body["id"].(string); strings.HasPrefix(id, name+"-") {
+			return false
+		}
+	}
+	return f.rejected(name) == before
+}
+
+func replicaOf(id string) string { name, _, _ := strings.Cut(id, "-"); return name }
+
+// TestReplicasBehindHAProxy drives three replicas through the repository's
+// haproxy.cfg, one story in order: healthy, one replica full, every replica
+// full, recovered, one replica shut down. Each step needs the one before.
+func TestReplicasBehindHAProxy(t *testing.T) {
+	f := startFleet(t)
+
+	// POSTs spread over the three replicas and every Location leads to its record.
+	seen := map[string]int{}
+	var locations, c3IDs []string
+	for range 30 {
+		r := f.post("")
+		if r.status != http.StatusAccepted {
+			t.Fatalf("POST: got %d %v, want 202", r.status, r.body)
+		}
+		id := r.body["id"].(string)
+		seen[replicaOf(id)]++
+		locations = append(locations, r.header.Get("Location"))
+		if replicaOf(id) == "c3" {
+			c3IDs = append(c3IDs, id)
+		}
+	}
+	for _, name := range replicaNames {
+		if seen[name] == 0 {
+			t.Errorf("replica %s took none of 30 POSTs (%v)", name, seen)
+		}
+	}
+	for _, loc := range locations {
+		r := f.lb.do(http.MethodGet, loc, "", "")
+		if r.status != http.StatusOK || "/messages/"+r.body["id"].(string) != loc {
+			t.Errorf("GET %s through the balancer: got %d %v, want its record", loc, r.status, r.body)
+		}
+	}
+
+	// A retried Idempotency-Key yields one message, even sent at once.
+	first := f.post("order-1")
+	var wg sync.WaitGroup
+	ids := make(chan string, 8)
+	for range 8 {
+		wg.Go(func() {
+			status, id, _, err := rawPost(f.lb.client, f.lb.url, "order-1", "through the balancer order-1")
+			if err != nil || status != http.StatusAccepted {
+				t.Errorf("concurrent retry: got %d %v, want 202", status, err)
+			}
+			ids <- id
+		})
+	}
+	wg.Wait()
+	close(ids)
+	for id := range ids {
+		if id != first.body["id"] {
+			t.Errorf("retry: got id %s, want %v", id, first.body["id"])
+		}
+	}
+
+	// A key that c2 took while it accepted, to retry once it is full.
+	var c2Key, c2KeyID string
+	for i := 0; c2Key == ""; i++ {
+		key := "before-" + strconv.Itoa(i)
+		if id := f.post(key).body["id"].(string); replicaOf(id) == "c2" {
+			c2Key, c2KeyID = key, id
+		}
+	}
+	retry := func(when, key, id string) {
+		t.Helper()
+		if r := f.post(key); r.status != http.StatusAccepted || r.body["id"] != id {
+			t.Errorf("retry of key %s %s: got %d %v, want 202 with id %s", key, when, r.status, r.body, id)
+		}
+	}
+
+	// One replica full: POSTs keep getting 202 from the others. Before the
+	// balancer's check sees c2 full, c2's 503s are retried on the others;
+	// after, c2 gets nothing.
+	f.fill("c2")
+	eventually(t, 3*time.Second, "the balancer to stop sending to c2", func() bool { return f.untouched("c2") })
+	keysWhileFull := map[string]string{}
+	for i := range 20 {
+		key := "while-c2-full-" + strconv.Itoa(i)
+		r := f.post(key)
+		if r.status != http.StatusAccepted || replicaOf(r.body["id"].(string)) == "c2" {
+			t.Fatalf("keyed POST with c2 full: got %d %v, want 202 from c1 or c3", r.status, r.body)
+		}
+		keysWhileFull[key] = r.body["id"].(string)
+	}
+	for key, id := range keysWhileFull {
+		retry("with c2 full", key, id)
+	}
+	retry("that c2 took, with c2 full", c2Key, c2KeyID)
+
+	// Every replica full: problem+json 503 with Retry-After, from a replica
+	// until the balancer's checks catch up, then from the balancer.
+	f.fill("c1")
+	f.fill("c3")
+	var r response
+	eventually(t, 3*time.Second, "the balancer to answer no_replica_accepting", func() bool {
+		r = f.post("")
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+			t.Fatalf("POST with every replica full: got %d %v (Retry-After %q), want 503 with Retry-After",
+				r.status, r.body, r.header.Get("Retry-After"))
+		}
+		return r.body["code"] == "no_replica_accepting"
+	})
+	checkProblem(t, r, 503, "no_replica_accepting")
+	checkProblem(t, f.post("a-new-key"), 503, "no_replica_accepting")
+	retry("that c2 took, with every replica full", c2Key, c2KeyID)
+
+	// Recovered: keys are still answered by the replica that took them,
+	// though c2, where their hash points, accepts again.
+	for _, name := range replicaNames {
+		f.apps[name].set(modeOK)
+	}
+	eventually(t, 5*time.Second, "c2 to accept through the balancer", func() bool {
+		id, _ := f.post("").body["id"].(string)
+		return replicaOf(id) == "c2"
+	})
+	for key, id := range keysWhileFull {
+		retry("after recovery", key, id)
+	}
+
+	// A replica shut down drains, leaves rotation, and its records answer
+	// 503 once it is gone.
+	c3 := f.replicas["c3"]
+	f.apps["c3"].set(modeHang)
+	for range 9 { // four held by hanging calls, five left in the queue
+		f.record(c3.post("+34600000000", "left in c3's queue"))
+	}
+	exit := make(chan int, 1)
+	go func() { exit <- c3.stop() }() // what SIGTERM does
+	c3.waitEvent("shutting_down", 1)
+	eventually(t, 2*time.Second, "the balancer to stop sending to c3", func() bool { return f.untouched("c3") })
+	if r := f.lb.do(http.MethodGet, "/messages/"+c3IDs[0], "", ""); r.status != http.StatusOK {
+		t.Errorf("GET of a c3 record while c3 drains: got %d %v, want 200", r.status, r.body)
+	}
+	if code := <-exit; code != 0 {
+		t.Fatalf("c3's exit code: got %d, want 0", code)
+	}
+	r = f.lb.do(http.MethodGet, "/messages/"+c3IDs[0], "", "")
+	checkProblem(t, r, 503, "replica_unavailable")
+	if r.header.Get("Retry-After") == "" {
+		t.Error("replica_unavailable without Retry-After")
+	}
+	if r := f.post(""); r.status != http.StatusAccepted {
+		t.Errorf("POST with c3 gone: got %d %v, want 202", r.status, r.body)
+	}
+
+	// Nothing accepted is lost or accepted twice: each replica balances,
+	// and the replicas together accepted exactly the ids clients were given.
+	var accepted int64
+	for _, name := range []string{"c1", "c2"} {
+		st := f.replicas[name].status()
+		if !st.Messages.Balanced() {
+			t.Errorf("%s: %+v does not balance", name, st.Messages)
+		}
+		accepted += st.Messages.Accepted
+	}
+	stopped := c3.logs.entries(map[string]any{"event": "stopped"})
+	if len(stopped) != 1 {
+		t.Fatalf("c3's stopped line: got %v, want one", stopped)
+	}
+	c3Counts := map[string]int64{}
+	for _, k := range []string{"accepted", "sent", "failed", "timeout", "undelivered"} {
+		v, _ := stopped[0][k].(float64)
+		c3Counts[k] = int64(v)
+	}
+	if c3Counts["accepted"] != c3Counts["sent"]+c3Counts["failed"]+c3Counts["timeout"]+c3Counts["undelivered"] {
+		t.Errorf("c3 at exit: %v does not balance", c3Counts)
+	}
+	accepted += c3Counts["accepted"]
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if accepted != int64(len(f.ids)) {
+		t.Errorf("accepted over the replicas: got %d, want %d, the distinct ids clients got a 202 for", accepted, len(f.ids))
+	}
+}
