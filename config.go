@@ -39,6 +39,7 @@ type config struct {
 	// Not from the environment: set by the demo and by tests.
 	limits    serverLimits  // zero means defaultServerLimits
 	snapEvery time.Duration // dashboard snapshot interval; zero means one second
+	observer  Observer      // hears what courier does, besides metrics and the dashboard; the demo's
 }
 
 // configError says which variable is wrong, what it held and what would do.

@@ -334,7 +334,11 @@ func newAPI(cfg config, log zerolog.Logger) *api {
 		senders: cfg.Senders, replica: cfg.Replica, shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
 	a.metrics = NewMetrics(cfg.MessageappTimeout, a.snapshot)
 	a.hub = NewHub(cmp.Or(cfg.snapEvery, time.Second), a.snapshot)
-	a.obs = observers{a.metrics, a.hub}
+	obs := observers{a.metrics, a.hub}
+	if cfg.observer != nil {
+		obs = append(obs, cfg.observer)
+	}
+	a.obs = obs
 	a.queue = NewQueue(cfg.QueueMaxSize, cfg.QueueRecovery, log, a.obs, time.Now)
 	a.breaker = NewBreaker(cfg.BreakerThreshold, cfg.BackoffInitial, cfg.BackoffMax, clock.New(), log, a.obs)
 	return a
