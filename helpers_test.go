@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,12 +231,17 @@ func startService(t *testing.T, env map[string]string) *service {
 	return startServiceLogging(t, env, &logBuffer{})
 }
 
-// startServiceLogging is startService with the log going to logs.
+// startServiceLogging is startService with the log going to logs. Unless
+// env sets PORT, courier gets a free port; it is up once /healthz answers.
 func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *service {
 	t.Helper()
+	if env["PORT"] == "" || env["PORT"] == "0" {
+		env = maps.Clone(env)
+		env["PORT"] = freePort(t)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{t: t, logs: logs, stderr: &logBuffer{}, cancel: cancel, exit: make(chan int, 1),
-		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}}
+	s := &service{t: t, url: "http://127.0.0.1:" + env["PORT"], logs: logs, stderr: &logBuffer{}, cancel: cancel,
+		exit: make(chan int, 1), client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}}
 	go func() {
 		s.exit <- run(ctx, []string{"courier"}, func(k string) string { return env[k] }, s.logs, s.stderr)
 	}()
@@ -242,19 +249,35 @@ func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *
 		s.stop()
 		s.client.CloseIdleConnections()
 	})
-	eventually(t, 5*time.Second, "courier to listen", func() bool {
+	eventually(t, 5*time.Second, "courier to answer /healthz", func() bool {
 		if msg := s.stderr.String(); msg != "" {
 			t.Fatalf("courier refused to start: %s", msg)
 		}
-		ls := s.logs.entries(map[string]any{"event": "listening"})
-		if len(ls) == 0 {
+		select {
+		case code := <-s.exit:
+			s.exit <- code // for stop, at cleanup
+			t.Fatalf("courier exited with %d before it served: %s", code, s.logs.String())
+		default:
+		}
+		resp, err := s.client.Get(s.url + "/healthz")
+		if err != nil {
 			return false
 		}
-		_, port, _ := net.SplitHostPort(ls[0]["addr"].(string))
-		s.url = "http://127.0.0.1:" + port
-		return true
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	})
 	return s
+}
+
+// freePort is a loopback TCP port nothing listens on right now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // stop signals shutdown and returns run's exit code (once; later calls return -1).

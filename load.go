@@ -123,17 +123,19 @@ func newLoadClient(opt loadOptions) (*loadClient, error) {
 }
 
 // run sends load until the duration, the request cap or ctx ends it, and
-// returns the totals.
+// returns the totals. Requests still in flight when the duration ends are
+// waited for, so every request courier received is counted; ctx ending
+// abandons them.
 func (c *loadClient) run(ctx context.Context) loadStats {
 	defer c.http.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, c.opt.Duration)
+	sending, cancel := context.WithTimeout(ctx, c.opt.Duration)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Go(func() { c.report(ctx) })
+	wg.Go(func() { c.report(sending) })
 	if c.opt.Rate > 0 {
-		c.openLoop(ctx)
+		c.openLoop(sending, ctx)
 	} else {
-		c.closedLoop(ctx)
+		c.closedLoop(sending, ctx)
 	}
 	cancel()
 	wg.Wait()
@@ -184,9 +186,10 @@ func isLoopback(host string) bool {
 // loadJob is one message and how many times it has been sent.
 type loadJob struct{ n, attempt int }
 
-// openLoop sends at a fixed rate whatever the answers, as real traffic does.
-// A send due for a retry goes before a new message.
-func (c *loadClient) openLoop(ctx context.Context) {
+// openLoop sends at a fixed rate whatever the answers, as real traffic does,
+// until sending ends; each request lives until ctx ends. A send due for a
+// retry goes before a new message.
+func (c *loadClient) openLoop(sending, ctx context.Context) {
 	tick := time.NewTicker(time.Duration(float64(time.Second) / c.opt.Rate))
 	defer tick.Stop()
 	slots := make(chan struct{}, maxInFlight)
@@ -196,7 +199,7 @@ func (c *loadClient) openLoop(ctx context.Context) {
 	next := 0
 	for sent := 0; sent < c.opt.MaxRequests; {
 		select {
-		case <-ctx.Done():
+		case <-sending.Done():
 			return
 		case <-tick.C:
 		}
@@ -231,20 +234,21 @@ func (c *loadClient) openLoop(ctx context.Context) {
 
 // closedLoop runs Concurrency clients, each sending as soon as it has its
 // previous answer (and, if told, after waiting out Retry-After), retrying a
-// message up to Retries times before moving on.
-func (c *loadClient) closedLoop(ctx context.Context) {
+// message up to Retries times before moving on, until sending ends; each
+// request lives until ctx ends.
+func (c *loadClient) closedLoop(sending, ctx context.Context) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex // guards sent and next
 	sent, next := 0, 0
 	for range c.opt.Concurrency {
 		wg.Go(func() {
 			job := loadJob{n: -1}
-			for ctx.Err() == nil {
+			for sending.Err() == nil {
 				if wait := c.waitLeft(); wait > 0 {
 					t := time.NewTimer(wait)
 					select {
 					case <-t.C:
-					case <-ctx.Done():
+					case <-sending.Done():
 						t.Stop()
 						return
 					}

@@ -79,12 +79,7 @@ func runMainIfAsked() {
 
 func TestSecondSignalStopsTheDrainAtOnceAndStillListsUndelivered(t *testing.T) {
 	app := newFakeMessageapp(t, modeHang)
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(free.Addr().(*net.TCPAddr).Port)
-	free.Close()
+	port := freePort(t)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "COURIER_TEST_MAIN=1", "PORT="+port, "MESSAGEAPP_URL="+app.URL(),
 		"MESSAGEAPP_TIMEOUT=1m", "SHUTDOWN_TIMEOUT=1m", "SENDERS=1")
