@@ -534,7 +534,8 @@ func (a *api) queueStatus() queueStatus {
 }
 
 func (a *api) circuitStatus() circuitStatus {
-	return circuitStatus{State: a.breaker.Current(), ConsecutiveFailures: a.breaker.ConsecutiveFailures()}
+	state, _ := a.breaker.State()
+	return circuitStatus{State: state, ConsecutiveFailures: a.breaker.ConsecutiveFailures()}
 }
 
 // snapshot is the body of GET /status, also read by metrics and the dashboard.

@@ -18,26 +18,26 @@ type Observer interface {
 // observers fans out to each of its members.
 type observers []Observer
 
-func (os observers) QueueChanged(accepting bool, depth int) {
-	for _, o := range os {
+func (all observers) QueueChanged(accepting bool, depth int) {
+	for _, o := range all {
 		o.QueueChanged(accepting, depth)
 	}
 }
 
-func (os observers) CircuitChanged(to CircuitState, openFor time.Duration) {
-	for _, o := range os {
+func (all observers) CircuitChanged(to CircuitState, openFor time.Duration) {
+	for _, o := range all {
 		o.CircuitChanged(to, openFor)
 	}
 }
 
-func (os observers) Attempted(outcome Outcome, took time.Duration) {
-	for _, o := range os {
+func (all observers) Attempted(outcome Outcome, took time.Duration) {
+	for _, o := range all {
 		o.Attempted(outcome, took)
 	}
 }
 
-func (os observers) Rejected(code string) {
-	for _, o := range os {
+func (all observers) Rejected(code string) {
+	for _, o := range all {
 		o.Rejected(code)
 	}
 }

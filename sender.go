@@ -22,49 +22,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Outcome is how one attempt to deliver a message ended.
-type Outcome string
-
-// The attempt outcomes of SPEC §5.
-const (
-	OutcomeSent            Outcome = "sent"
-	OutcomeMessageappError Outcome = "messageapp_error"
-	OutcomeUnreachable     Outcome = "unreachable"
-	OutcomeTimeout         Outcome = "timeout"
-	OutcomeBreakerOpen     Outcome = "breaker_open"
-)
-
-// outcomeKinds lists every outcome, in the order reports show them.
-var outcomeKinds = [...]Outcome{OutcomeSent, OutcomeMessageappError, OutcomeUnreachable, OutcomeTimeout, OutcomeBreakerOpen}
-
-// outcomeTexts are the log messages of the outcomes, one each, so that a
-// person reading the log tells the kinds apart without reading fields. The
-// timeout's names the deadline, hence the argument.
-func outcomeTexts(timeout time.Duration) map[Outcome]string {
-	return map[Outcome]string{
-		OutcomeSent:            "delivered to messageapp",
-		OutcomeMessageappError: "messageapp answered with an error",
-		OutcomeUnreachable:     "messageapp unreachable: nothing was delivered",
-		OutcomeTimeout:         fmt.Sprintf("messageapp did not answer within %s: gave up", timeout),
-		OutcomeBreakerOpen:     "circuit open: not sent to messageapp",
-	}
-}
-
-// retryable reports whether another attempt may follow this outcome. A
-// timeout is never retried: messageapp may have delivered it.
-func (o Outcome) retryable() bool {
-	return o == OutcomeMessageappError || o == OutcomeUnreachable
-}
-
-// sendError is a failed call to messageapp, typed by its outcome.
-type sendError struct {
-	Outcome Outcome
-	Status  int // messageapp's HTTP status, for OutcomeMessageappError
-	Detail  string
-}
-
-func (e *sendError) Error() string { return string(e.Outcome) + ": " + e.Detail }
-
 // errAborted means the call was cut short by courier itself (the shutdown
 // deadline), which says nothing about messageapp.
 var errAborted = errors.New("attempt aborted by shutdown")
@@ -109,7 +66,7 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	defer cancel()
 	payload, err := json.Marshal(sendRequest{Destination: d.Destination, Body: d.Body})
 	if err != nil {
-		return &sendError{Outcome: OutcomeUnreachable, Detail: "encode message: " + err.Error()}
+		return &AttemptError{Kind: OutcomeUnreachable, Detail: "encode message: " + err.Error()}
 	}
 	// How far the request got decides what a deadline means: only a
 	// request that went out may have been delivered.
@@ -124,7 +81,7 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	})
 	req, err := http.NewRequestWithContext(traced, http.MethodPost, c.url, bytes.NewReader(payload))
 	if err != nil {
-		return &sendError{Outcome: OutcomeUnreachable, Detail: "build request: " + err.Error()}
+		return &AttemptError{Kind: OutcomeUnreachable, Detail: "build request: " + err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
@@ -133,20 +90,20 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 		case ctx.Err() != nil:
 			return errAborted
 		case !errors.Is(callCtx.Err(), context.DeadlineExceeded):
-			return &sendError{Outcome: OutcomeUnreachable, Detail: err.Error()}
+			return &AttemptError{Kind: OutcomeUnreachable, Detail: err.Error()}
 		case reached.Load() == 2:
-			return &sendError{Outcome: OutcomeTimeout, Detail: fmt.Sprintf("no answer within %s", c.timeout)}
+			return &AttemptError{Kind: OutcomeTimeout, Detail: fmt.Sprintf("no answer within %s", c.timeout)}
 		case reached.Load() == 1:
-			return &sendError{Outcome: OutcomeUnreachable, Detail: fmt.Sprintf("connected but could not send the request within %s", c.timeout)}
+			return &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("connected but could not send the request within %s", c.timeout)}
 		default:
-			return &sendError{Outcome: OutcomeUnreachable, Detail: fmt.Sprintf("could not connect within %s", c.timeout)}
+			return &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("could not connect within %s", c.timeout)}
 		}
 	}
 	defer resp.Body.Close()
 	// Drain a bounded amount so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &sendError{Outcome: OutcomeMessageappError, Status: resp.StatusCode,
+		return &AttemptError{Kind: OutcomeMessageappError, Status: resp.StatusCode,
 			Detail: fmt.Sprintf("messageapp answered %d", resp.StatusCode)}
 	}
 	return nil
@@ -269,21 +226,18 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (pr
 			return holdsProbe
 		}
 		outcome, lastErr := p.attempt(ctx, d)
-		wasOpen = outcome == OutcomeBreakerOpen
-		switch {
-		case outcome == "":
+		if outcome == "" {
 			return holdsProbe // aborted by shutdown: stays sending, listed as undelivered
-		case outcome == OutcomeSent:
-			p.store.Move(d.ID, StatusSent, d.Attempts, nil)
-			return holdsProbe
-		case outcome == OutcomeTimeout:
-			p.store.Move(d.ID, StatusTimeout, d.Attempts, lastErr)
-			return holdsProbe
-		case outcome.retryable() && d.Attempts >= p.maxAttempts:
-			p.store.Move(d.ID, StatusFailed, d.Attempts, lastErr)
-			return holdsProbe
-		case outcome.retryable():
+		}
+		rule := outcome.rule()
+		wasOpen = rule.waits
+		switch {
+		case rule.waits: // awaitTurn keeps it until the circuit lets it go
+		case rule.retryable && d.Attempts < p.maxAttempts:
 			p.store.Move(d.ID, StatusSending, d.Attempts, lastErr)
+		default:
+			p.store.Move(d.ID, rule.final, d.Attempts, lastErr)
+			return holdsProbe
 		}
 	}
 }
@@ -389,7 +343,7 @@ func (p *Senders) kept(d *Delivery, then string, probeIn time.Duration) {
 		p.keptUnlogged.Add(1)
 		return
 	}
-	ev := p.log.Warn().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeBreakerOpen)).
+	ev := p.log.WithLevel(OutcomeBreakerOpen.rule().level).Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeBreakerOpen)).
 		Str("then", then).Int64("probe_in_ms", probeIn.Milliseconds())
 	if n := p.keptUnlogged.Swap(0); n > 0 {
 		ev = ev.Int64("unlogged_before", n)
@@ -422,26 +376,28 @@ func (p *Senders) attempt(ctx context.Context, d *Delivery) (Outcome, *AttemptEr
 	}, func(err error) bool { return !errors.Is(err, errAborted) })
 	elapsed := time.Since(start)
 
-	var se *sendError
+	var ae *AttemptError
 	switch {
-	case err == nil:
-		p.obs.Attempted(OutcomeSent, elapsed)
-		p.log.Info().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeSent)).
-			Int64("duration_ms", elapsed.Milliseconds()).Msg(p.texts[OutcomeSent])
-		return OutcomeSent, nil
 	case errors.Is(err, ErrCircuitOpen):
 		// The circuit refused at the last moment: no call was made.
 		p.kept(d, keptForProbe, p.breaker.OpenLeft())
 		return OutcomeBreakerOpen, nil
-	case errors.As(err, &se):
-		p.obs.Attempted(se.Outcome, elapsed)
-		ev := p.log.Error().Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(se.Outcome)).
-			Int64("duration_ms", elapsed.Milliseconds()).Str("error", se.Detail)
-		if se.Status != 0 {
-			ev = ev.Int("status", se.Status)
+	case err == nil || errors.As(err, &ae):
+		outcome := OutcomeSent
+		if ae != nil {
+			outcome = ae.Kind
 		}
-		ev.Msg(p.texts[se.Outcome])
-		return se.Outcome, &AttemptError{Kind: se.Outcome, Detail: se.Detail}
+		p.obs.Attempted(outcome, elapsed)
+		ev := p.log.WithLevel(outcome.rule().level).Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(outcome)).
+			Int64("duration_ms", elapsed.Milliseconds())
+		if ae != nil {
+			ev = ev.Str("error", ae.Detail)
+		}
+		if ae != nil && ae.Status != 0 {
+			ev = ev.Int("status", ae.Status)
+		}
+		ev.Msg(p.texts[outcome])
+		return outcome, ae
 	default:
 		p.log.Warn().Str("id", d.ID).Int("attempt", d.Attempts).Err(err).
 			Int64("duration_ms", elapsed.Milliseconds()).Msg("attempt cut short by shutdown")

@@ -46,11 +46,15 @@ type Message struct {
 	LastError   *AttemptError `json:"last_error,omitempty"`
 }
 
-// AttemptError says why the last attempt failed.
+// AttemptError says why an attempt failed: the error a call to messageapp
+// returns, and the record's last_error.
 type AttemptError struct {
 	Kind   Outcome `json:"kind"`
 	Detail string  `json:"detail"`
+	Status int     `json:"status,omitempty"` // messageapp's HTTP status, for messageapp_error
 }
+
+func (e *AttemptError) Error() string { return string(e.Kind) + ": " + e.Detail }
 
 // Counts are totals since start; see the store's invariant.
 type Counts struct {
