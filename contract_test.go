@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -61,12 +62,6 @@ var contractSeen = struct {
 	m  map[string]bool
 }{m: map[string]bool{}}
 
-func markSeen(method, path string, status int) {
-	contractSeen.mu.Lock()
-	defer contractSeen.mu.Unlock()
-	contractSeen.m[fmt.Sprintf("%s %s %d", method, path, status)] = true
-}
-
 // contractTransport validates each exchange against openapi.yaml and fails
 // t on a mismatch: a response the document does not allow, or a request
 // the document forbids that courier nevertheless did not refuse with a 4xx.
@@ -108,18 +103,25 @@ func (c *contractTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if err != nil {
 		return nil, err
 	}
-	if problem := c.check(req, reqBody, resp); problem != "" {
+	seen, problem := c.check(req, reqBody, resp)
+	if problem != "" {
 		c.t.Errorf("openapi.yaml: %s %s answered %d: %s", req.Method, req.URL.RequestURI(), resp.StatusCode, problem)
+	} else if seen != "" {
+		contractSeen.mu.Lock()
+		contractSeen.m[seen] = true
+		contractSeen.mu.Unlock()
 	}
 	return resp, nil
 }
 
 // check validates one exchange and returns what is wrong with it, if
-// anything. It leaves resp's body readable (a stream is not read at all).
-func (c *contractTransport) check(req *http.Request, reqBody []byte, resp *http.Response) string {
+// anything, or else the documented response it showed ("METHOD /path
+// STATUS", empty when none). It leaves resp's body readable (a stream is
+// not read at all).
+func (c *contractTransport) check(req *http.Request, reqBody []byte, resp *http.Response) (seen, problem string) {
 	router, err := loadContract()
 	if err != nil {
-		return err.Error()
+		return "", err.Error()
 	}
 	// The request as the document sees it: HEAD is GET without a body,
 	// and a body with no or a +json media type is read as JSON.
@@ -139,48 +141,54 @@ func (c *contractTransport) check(req *http.Request, reqBody []byte, resp *http.
 	if err != nil {
 		// Not in the document: courier must say so with a problem.
 		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
-			return fmt.Sprintf("no operation in the document (%v), yet not answered 404 or 405", err)
+			return "", fmt.Sprintf("no operation in the document (%v), yet not answered 404 or 405", err)
 		}
 		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
-			return fmt.Sprintf("undocumented route answered with Content-Type %q, want application/problem+json", ct)
+			return "", fmt.Sprintf("undocumented route answered with Content-Type %q, want application/problem+json", ct)
 		}
-		return ""
+		return "", ""
 	}
 
 	in := &openapi3filter.RequestValidationInput{Request: v, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
 	if reqErr := openapi3filter.ValidateRequest(context.Background(), in); reqErr != nil &&
 		(resp.StatusCode < 400 || resp.StatusCode > 499) {
-		return fmt.Sprintf("the request breaks the document (%v), yet courier did not refuse it with a 4xx", reqErr)
+		return "", fmt.Sprintf("the request breaks the document (%v), yet courier did not refuse it with a 4xx", reqErr)
 	}
 
 	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	var body []byte
 	if !stream {
 		if body, err = io.ReadAll(resp.Body); err != nil {
-			return fmt.Sprintf("reading the body: %v", err)
+			return "", fmt.Sprintf("reading the body: %v", err)
 		}
 		resp.Body.Close()
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if head && len(body) > 0 {
-		return fmt.Sprintf("HEAD answered with a %d-byte body", len(body))
+		return "", fmt.Sprintf("HEAD answered with a %d-byte body", len(body))
 	}
 	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
 		Body: io.NopCloser(bytes.NewReader(body)),
 		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true,
 			ExcludeResponseBody: stream || head}}
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
-		return fmt.Sprintf("the response breaks the document: %v (body %.300q)", err, body)
+		return "", fmt.Sprintf("the response breaks the document: %v (body %.300q)", err, body)
 	}
-	if !head {
-		markSeen(route.Method, route.Path, resp.StatusCode)
+	if head {
+		return "", ""
 	}
-	return ""
+	seen = fmt.Sprintf("%s %s %d", route.Method, route.Path, resp.StatusCode)
+	var p struct{ Code string }
+	if resp.Header.Get("Content-Type") == "application/problem+json" && json.Unmarshal(body, &p) == nil {
+		seen += " " + p.Code
+	}
+	return seen, ""
 }
 
 // uncoveredResponses lists what the document declares and no validated
-// answer showed, as "METHOD /path STATUS".
+// answer showed, as "METHOD /path STATUS", followed by the problem code for
+// each code a problem response lists.
 func uncoveredResponses() []string {
 	doc := contractDocument()
 	contractSeen.mu.Lock()
@@ -188,16 +196,48 @@ func uncoveredResponses() []string {
 	var missing []string
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
-			for status := range op.Responses.Map() {
-				key := fmt.Sprintf("%s %s %s", method, path, status)
-				if !contractSeen.m[key] {
-					missing = append(missing, key)
+			for status, resp := range op.Responses.Map() {
+				keys := []string{fmt.Sprintf("%s %s %s", method, path, status)}
+				if mt := resp.Value.Content.Get("application/problem+json"); mt != nil {
+					keys = nil
+					for _, code := range problemCodes(mt.Schema) {
+						keys = append(keys, fmt.Sprintf("%s %s %s %s", method, path, status, code))
+					}
+				}
+				for _, key := range keys {
+					if !contractSeen.m[key] {
+						missing = append(missing, key)
+					}
 				}
 			}
 		}
 	}
 	slices.Sort(missing)
 	return missing
+}
+
+// problemCodes collects the values a problem schema allows for `code`,
+// through allOf, oneOf and anyOf (where the keywords next to a $ref land).
+func problemCodes(s *openapi3.SchemaRef) []string {
+	if s == nil || s.Value == nil {
+		return nil
+	}
+	var codes []string
+	if code := s.Value.Properties["code"]; code != nil && code.Value != nil {
+		if c, ok := code.Value.Const.(string); ok {
+			codes = append(codes, c)
+		}
+		for _, e := range code.Value.Enum {
+			codes = append(codes, fmt.Sprint(e))
+		}
+	}
+	for _, group := range []openapi3.SchemaRefs{s.Value.AllOf, s.Value.OneOf, s.Value.AnyOf} {
+		for _, sub := range group {
+			codes = append(codes, problemCodes(sub)...)
+		}
+	}
+	slices.Sort(codes)
+	return slices.Compact(codes)
 }
 
 // wholeSuite reports whether every test was asked to run, which is when
@@ -226,4 +266,104 @@ func (c coverageM) Run() int {
 		return 1
 	}
 	return code
+}
+
+func TestOpenAPIDocumentIsServedAsEmbedded(t *testing.T) {
+	if _, err := loadContract(); err != nil {
+		t.Fatal(err)
+	}
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	resp, err := s.client.Get(s.url + "/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/yaml" {
+		t.Errorf("GET /openapi.yaml: got %d %q, want 200 application/yaml", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if !bytes.Equal(got, openAPIDocument) {
+		t.Errorf("GET /openapi.yaml: got %d bytes, want the %d of openapi.yaml", len(got), len(openAPIDocument))
+	}
+}
+
+// TestContractCatchesDrift shows the validator failing on answers that
+// break the document, so that a passing suite means something.
+func TestContractCatchesDrift(t *testing.T) {
+	problemJSON := "application/problem+json"
+	tests := []struct {
+		name        string
+		method      string
+		path        string
+		contentType string
+		reqBody     string
+		status      int
+		header      http.Header
+		body        string
+		wantOK      bool
+	}{
+		{"a documented answer passes", "GET", "/healthz", "", "", 200,
+			http.Header{"Content-Type": {"application/json"}}, `{"status":"ok"}`, true},
+		{"a field the document does not know", "GET", "/healthz", "", "", 200,
+			http.Header{"Content-Type": {"application/json"}}, `{"status":"ok","uptime":3}`, false},
+		{"a value outside its enum", "GET", "/status", "", "", 200, http.Header{"Content-Type": {"application/json"}},
+			`{"queue":{"depth":0,"max_size":10,"recovery_threshold":5,"accepting":true},"circuit":{"state":"ajar","consecutive_failures":0},` +
+				`"messages":{"accepted":0,"rejected":0,"queued":0,"sending":0,"sent":0,"failed":0,"timeout":0},"senders":4}`, false},
+		{"a 202 without Location", "POST", "/messages", "application/json", `{"destination":"d","body":"b"}`, 202,
+			http.Header{"Content-Type": {"application/json"}}, `{"id":"x","status":"queued"}`, false},
+		{"a 503 without Retry-After", "POST", "/messages", "application/json", `{"destination":"d","body":"b"}`, 503,
+			http.Header{"Content-Type": {problemJSON}},
+			`{"type":"urn:courier:problem:shutting_down","title":"t","status":503,"detail":"d","code":"shutting_down","retry_after_seconds":1}`, false},
+		{"a problem code the response does not list", "GET", "/messages/x", "", "", 404, http.Header{"Content-Type": {problemJSON}},
+			`{"type":"urn:courier:problem:gone","title":"t","status":404,"detail":"d","code":"gone"}`, false},
+		{"a status the operation does not declare", "GET", "/status", "", "", 418,
+			http.Header{"Content-Type": {problemJSON}}, `{}`, false},
+		{"an undocumented route answered 200", "GET", "/secret", "", "", 200,
+			http.Header{"Content-Type": {"application/json"}}, `{}`, false},
+		{"a request the document forbids, accepted", "POST", "/messages", "application/json", `{"destination":"d"}`, 202,
+			http.Header{"Content-Type": {"application/json"}, "Location": {"/messages/x"}}, `{"id":"x","status":"queued"}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptestRequest(t, tt.method, tt.path, tt.contentType, tt.reqBody)
+			resp := &http.Response{StatusCode: tt.status, Header: tt.header, Body: io.NopCloser(strings.NewReader(tt.body))}
+			_, problem := (&contractTransport{t: t}).check(req, []byte(tt.reqBody), resp)
+			if ok := problem == ""; ok != tt.wantOK {
+				t.Errorf("valid: got %v (%s), want %v", ok, problem, tt.wantOK)
+			}
+		})
+	}
+}
+
+func httptestRequest(t *testing.T, method, path, contentType, body string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://courier.test"+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	return req
+}
+
+func TestEveryProblemResponseListsItsCodes(t *testing.T) {
+	for path, item := range contractDocument().Paths.Map() {
+		for method, op := range item.Operations() {
+			for status, resp := range op.Responses.Map() {
+				if mt := resp.Value.Content.Get("application/problem+json"); mt != nil && len(problemCodes(mt.Schema)) == 0 {
+					t.Errorf("%s %s %s: a problem response that lists no code", method, path, status)
+				}
+			}
+		}
+	}
+	// The list a client generator sees for the 503 of POST /messages.
+	post := contractDocument().Paths.Value("/messages").Post.Responses.Status(503).Value
+	if got := problemCodes(post.Content.Get("application/problem+json").Schema); strings.Join(got, ",") != "queue_full,shutting_down" {
+		t.Errorf("POST /messages 503 codes: got %v, want [queue_full shutting_down]", got)
+	}
 }
