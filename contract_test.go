@@ -137,6 +137,20 @@ func (c *contractTransport) check(req *http.Request, reqBody []byte, resp *http.
 		}
 	}
 
+	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	var body []byte
+	if !stream {
+		var err error
+		if body, err = io.ReadAll(resp.Body); err != nil {
+			return "", fmt.Sprintf("reading the body: %v", err)
+		}
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	if head && len(body) > 0 {
+		return "", fmt.Sprintf("HEAD answered with a %d-byte body", len(body))
+	}
+
 	route, params, err := router.FindRoute(v)
 	if err != nil {
 		// Not in the document: courier must say so with a problem.
@@ -145,6 +159,16 @@ func (c *contractTransport) check(req *http.Request, reqBody []byte, resp *http.
 		}
 		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
 			return "", fmt.Sprintf("undocumented route answered with Content-Type %q, want application/problem+json", ct)
+		}
+		if head {
+			return "", ""
+		}
+		var p any
+		if err := json.Unmarshal(body, &p); err != nil {
+			return "", fmt.Sprintf("undocumented route answered with a body that is not JSON: %v", err)
+		}
+		if err := contractDocument().Components.Schemas["Problem"].Value.VisitJSON(p, openapi3.EnableJSONSchema2020()); err != nil {
+			return "", fmt.Sprintf("undocumented route answered with a body that is not a Problem: %v", err)
 		}
 		return "", ""
 	}
@@ -156,18 +180,6 @@ func (c *contractTransport) check(req *http.Request, reqBody []byte, resp *http.
 		return "", fmt.Sprintf("the request breaks the document (%v), yet courier did not refuse it with a 4xx", reqErr)
 	}
 
-	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	var body []byte
-	if !stream {
-		if body, err = io.ReadAll(resp.Body); err != nil {
-			return "", fmt.Sprintf("reading the body: %v", err)
-		}
-		resp.Body.Close()
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-	}
-	if head && len(body) > 0 {
-		return "", fmt.Sprintf("HEAD answered with a %d-byte body", len(body))
-	}
 	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
 		Body: io.NopCloser(bytes.NewReader(body)),
 		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true,
@@ -216,28 +228,59 @@ func uncoveredResponses() []string {
 	return missing
 }
 
-// problemCodes collects the values a problem schema allows for `code`,
-// through allOf, oneOf and anyOf (where the keywords next to a $ref land).
+// problemCodes returns the values a problem schema allows for `code`:
+// what the schema's own `code` allows, narrowed by each allOf (where the
+// keywords next to a $ref land) and by the union of its oneOf or anyOf.
+// Nil means the schema does not constrain `code`.
 func problemCodes(s *openapi3.SchemaRef) []string {
 	if s == nil || s.Value == nil {
 		return nil
 	}
 	var codes []string
 	if code := s.Value.Properties["code"]; code != nil && code.Value != nil {
+		var own []string
 		if c, ok := code.Value.Const.(string); ok {
-			codes = append(codes, c)
+			own = append(own, c)
 		}
 		for _, e := range code.Value.Enum {
-			codes = append(codes, fmt.Sprint(e))
+			own = append(own, fmt.Sprint(e))
 		}
+		codes = narrow(codes, own)
 	}
-	for _, group := range []openapi3.SchemaRefs{s.Value.AllOf, s.Value.OneOf, s.Value.AnyOf} {
-		for _, sub := range group {
-			codes = append(codes, problemCodes(sub)...)
+	for _, sub := range s.Value.AllOf {
+		codes = narrow(codes, problemCodes(sub))
+	}
+	for _, alternatives := range []openapi3.SchemaRefs{s.Value.OneOf, s.Value.AnyOf} {
+		var union []string
+		for _, sub := range alternatives {
+			c := problemCodes(sub)
+			if c == nil {
+				union = nil
+				break
+			}
+			union = append(union, c...)
 		}
+		codes = narrow(codes, union)
 	}
 	slices.Sort(codes)
 	return slices.Compact(codes)
+}
+
+// narrow intersects two code lists, where nil means "any code".
+func narrow(a, b []string) []string {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	var out []string
+	for _, c := range a {
+		if slices.Contains(b, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // wholeSuite reports whether every test was asked to run, which is when
@@ -322,6 +365,10 @@ func TestContractCatchesDrift(t *testing.T) {
 			`{"type":"urn:courier:problem:gone","title":"t","status":404,"detail":"d","code":"gone"}`, false},
 		{"a status the operation does not declare", "GET", "/status", "", "", 418,
 			http.Header{"Content-Type": {problemJSON}}, `{}`, false},
+		{"an unknown route answered with a problem passes", "GET", "/nowhere", "", "", 404, http.Header{"Content-Type": {problemJSON}},
+			`{"type":"urn:courier:problem:not_found","title":"Not Found","status":404,"detail":"d","code":"not_found"}`, true},
+		{"an unknown route answered with something else", "GET", "/nowhere", "", "", 404,
+			http.Header{"Content-Type": {problemJSON}}, `{"error":"no such route"}`, false},
 		{"an undocumented route answered 200", "GET", "/secret", "", "", 200,
 			http.Header{"Content-Type": {"application/json"}}, `{}`, false},
 		{"a request the document forbids, accepted", "POST", "/messages", "application/json", `{"destination":"d"}`, 202,
@@ -352,11 +399,17 @@ func httptestRequest(t *testing.T, method, path, contentType, body string) *http
 }
 
 func TestEveryProblemResponseListsItsCodes(t *testing.T) {
+	allCodes := problemCodes(contractDocument().Components.Schemas["Problem"])
+	if len(allCodes) < 9 {
+		t.Fatalf("Problem's code enum: got %v, want every code courier answers with", allCodes)
+	}
 	for path, item := range contractDocument().Paths.Map() {
 		for method, op := range item.Operations() {
 			for status, resp := range op.Responses.Map() {
-				if mt := resp.Value.Content.Get("application/problem+json"); mt != nil && len(problemCodes(mt.Schema)) == 0 {
-					t.Errorf("%s %s %s: a problem response that lists no code", method, path, status)
+				if mt := resp.Value.Content.Get("application/problem+json"); mt != nil {
+					if codes := problemCodes(mt.Schema); len(codes) == 0 || len(codes) >= len(allCodes) {
+						t.Errorf("%s %s %s: got codes %v, want the few this response can carry", method, path, status, codes)
+					}
 				}
 			}
 		}
