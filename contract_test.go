@@ -14,6 +14,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -152,6 +153,10 @@ func (c *contractTransport) check(req *http.Request, reqBody []byte, resp *http.
 	}
 
 	route, params, err := router.FindRoute(v)
+	if err == nil && !pathTemplate(route.Path).MatchString(v.URL.Path) {
+		// The router forgives a trailing slash; the document does not.
+		err = fmt.Errorf("%s is not exactly %s", v.URL.Path, route.Path)
+	}
 	if err != nil {
 		// Not in the document: courier must say so with a problem.
 		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
@@ -196,6 +201,12 @@ func (c *contractTransport) check(req *http.Request, reqBody []byte, resp *http.
 		seen += " " + p.Code
 	}
 	return seen, ""
+}
+
+// pathTemplate turns a document path such as /messages/{id} into a
+// regular expression that matches it exactly.
+func pathTemplate(path string) *regexp.Regexp {
+	return regexp.MustCompile("^" + regexp.MustCompile(`\\\{[^}]+\\\}`).ReplaceAllString(regexp.QuoteMeta(path), "[^/]+") + "$")
 }
 
 // uncoveredResponses lists what the document declares and no validated
@@ -369,6 +380,8 @@ func TestContractCatchesDrift(t *testing.T) {
 			`{"type":"urn:courier:problem:not_found","title":"Not Found","status":404,"detail":"d","code":"not_found"}`, true},
 		{"an unknown route answered with something else", "GET", "/nowhere", "", "", 404,
 			http.Header{"Content-Type": {problemJSON}}, `{"error":"no such route"}`, false},
+		{"a trailing slash answered as the route without it", "GET", "/messages/", "", "", 200,
+			http.Header{"Content-Type": {"application/json"}}, `{"messages":[]}`, false},
 		{"an undocumented route answered 200", "GET", "/secret", "", "", 200,
 			http.Header{"Content-Type": {"application/json"}}, `{}`, false},
 		{"a request the document forbids, accepted", "POST", "/messages", "application/json", `{"destination":"d"}`, 202,
