@@ -114,29 +114,54 @@ func TestComposeMountsFilesThatExist(t *testing.T) {
 	}
 }
 
+// TestComposePrometheusScrapesEveryCourier reads the configuration each
+// Prometheus service mounts: its job courier names only courier services,
+// it loads the alert rules, and together they scrape every courier.
 func TestComposePrometheusScrapesEveryCourier(t *testing.T) {
 	p := loadCompose(t)
-	var want []string
+	couriers := map[string]bool{}
 	for _, s := range courierServices(t, p) {
 		port := "9001"
 		if v := s.Environment["PORT"]; v != nil && *v != "" {
 			port = *v
 		}
-		want = append(want, net.JoinHostPort(s.Name, port))
+		couriers[net.JoinHostPort(s.Name, port)] = true
 	}
 
-	var promConfig string
+	scraped := map[string]bool{}
 	for _, s := range p.Services {
 		for _, v := range s.Volumes {
-			if v.Type == types.VolumeTypeBind && v.Target == "/etc/prometheus/prometheus.yml" {
-				promConfig = v.Source
+			if v.Type != types.VolumeTypeBind || v.Target != "/etc/prometheus/prometheus.yml" {
+				continue
+			}
+			targets, rules := readPrometheusConfig(t, v.Source)
+			for _, target := range targets {
+				if !couriers[target] {
+					t.Errorf("service %s: job courier scrapes %s, which is no courier service (those are %v)",
+						s.Name, target, slices.Sorted(maps.Keys(couriers)))
+				}
+				scraped[target] = true
+			}
+			if !slices.Contains(rules, "alerts.yml") {
+				t.Errorf("service %s: rule_files %v, want alerts.yml loaded", s.Name, rules)
 			}
 		}
 	}
-	if promConfig == "" {
-		t.Fatal("no service mounts a Prometheus configuration at /etc/prometheus/prometheus.yml")
+	if len(scraped) == 0 {
+		t.Fatal("no service mounts a Prometheus configuration with a courier job at /etc/prometheus/prometheus.yml")
 	}
-	raw, err := os.ReadFile(promConfig)
+	for c := range couriers {
+		if !scraped[c] {
+			t.Errorf("no Prometheus scrapes %s", c)
+		}
+	}
+}
+
+// readPrometheusConfig returns the targets of job courier in a Prometheus
+// configuration file, and its rule files.
+func readPrometheusConfig(t *testing.T, path string) (targets, ruleFiles []string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,25 +175,16 @@ func TestComposePrometheusScrapesEveryCourier(t *testing.T) {
 		} `yaml:"scrape_configs"`
 	}
 	if err := yaml.Unmarshal(raw, &cfg); err != nil {
-		t.Fatalf("%s: %v", promConfig, err)
+		t.Fatalf("%s: %v", path, err)
 	}
-	var got []string
 	for _, sc := range cfg.ScrapeConfigs {
-		if sc.JobName != "courier" {
-			continue
+		if sc.JobName == "courier" {
+			for _, st := range sc.StaticConfigs {
+				targets = append(targets, st.Targets...)
+			}
 		}
-		for _, st := range sc.StaticConfigs {
-			got = append(got, st.Targets...)
-		}
 	}
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("job courier scrapes %v, want every courier service: %v", got, want)
-	}
-	if !slices.Contains(cfg.RuleFiles, "alerts.yml") {
-		t.Errorf("rule_files: got %v, want alerts.yml loaded", cfg.RuleFiles)
-	}
+	return targets, cfg.RuleFiles
 }
 
 // TestDockerfileBuildsAStaticBinary runs the Dockerfile's `go build` line
