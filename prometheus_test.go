@@ -44,6 +44,7 @@ func TestAlertRulesPassPromtool(t *testing.T) {
 		{"check", "rules", "prometheus/alerts.yml"},
 		{"test", "rules", "prometheus/alerts_test.yml"},
 		{"check", "config", "prometheus/prometheus.yml"},
+		{"check", "config", "prometheus/replicas.yml"},
 	} {
 		t.Run(fmt.Sprint(args), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
