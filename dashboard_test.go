@@ -67,10 +67,10 @@ func startEventsAPI(t *testing.T, interval time.Duration) (*api, *httptest.Serve
 	return a, srv
 }
 
-func openStream(t *testing.T, ctx context.Context, url string) (*http.Response, chan sseEvent) {
+func openStream(t *testing.T, ctx context.Context, client *http.Client, url string) (*http.Response, chan sseEvent) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/events", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestEventStreamStartsWithHistoryThenSnapshotsAtTheInterval(t *testing.T) {
 	a, srv := startEventsAPI(t, 50*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	resp, events := openStream(t, ctx, srv.URL)
+	resp, events := openStream(t, ctx, contractClient(t), srv.URL)
 	defer resp.Body.Close()
 
 	first := next(t, events)
@@ -142,7 +142,8 @@ func TestEventStreamEndsWhenTheClientLeaves(t *testing.T) {
 	a, srv := startEventsAPI(t, 20*time.Millisecond)
 	before := goleak.IgnoreCurrent() // the server and hub, running on
 	ctx, cancel := context.WithCancel(context.Background())
-	resp, events := openStream(t, ctx, srv.URL)
+	client := contractClient(t)
+	resp, events := openStream(t, ctx, client, srv.URL)
 	next(t, events)
 	eventually(t, 2*time.Second, "the stream to subscribe", func() bool { return subscribers(a.hub) == 1 })
 	cancel()
@@ -150,7 +151,7 @@ func TestEventStreamEndsWhenTheClientLeaves(t *testing.T) {
 	for range events { // the reader ends with the body
 	}
 	eventually(t, 2*time.Second, "the stream's handler to unsubscribe", func() bool { return subscribers(a.hub) == 0 })
-	http.DefaultClient.CloseIdleConnections()
+	client.CloseIdleConnections()
 	// The stream's handler and connection goroutines are gone, while the
 	// server and the hub still run.
 	goleak.VerifyNone(t, before)
@@ -164,13 +165,12 @@ func subscribers(h *Hub) int {
 
 func TestDashboardPageIsSelfContained(t *testing.T) {
 	_, srv := startEventsAPI(t, time.Second)
-	resp, err := http.Get(srv.URL + "/")
+	resp, err := contractClient(t).Get(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	http.DefaultClient.CloseIdleConnections()
 	page := string(body)
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("GET /: got %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))

@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,6 +68,7 @@ func (a *api) routes() http.Handler {
 	get("/", plain(a.handleDashboard()))
 	get("/events", plain(a.handleEvents()))
 	get("/metrics", a.metrics.Handler())
+	get("/openapi.yaml", plain(handleOpenAPI))
 
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		a.writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path), nil)
@@ -85,6 +87,18 @@ func (a *api) routes() http.Handler {
 // plain adapts a handle that takes no route parameters.
 func plain(h httprouter.Handle) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h(w, r, nil) })
+}
+
+// openAPIDocument is the contract of the routes above (openapi.yaml), which
+// the HTTP tests hold every request and response to.
+//
+//go:embed openapi.yaml
+var openAPIDocument []byte
+
+// handleOpenAPI serves openapi.yaml, for client generators and API diffs.
+func handleOpenAPI(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(openAPIDocument)
 }
 
 // writeJSON writes v as a JSON body with status.

@@ -25,7 +25,7 @@ import (
 
 func TestMain(m *testing.M) {
 	runMainIfAsked()
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(coverageM{m})
 }
 
 // fakeMode is how the fake messageapp answers.
@@ -205,7 +205,7 @@ type service struct {
 	stderr *logBuffer
 	cancel context.CancelFunc
 	exit   chan int
-	client *http.Client
+	client *http.Client // holds every exchange to openapi.yaml
 }
 
 // baseEnv is the configuration tests start from: small, fast, verbose.
@@ -241,7 +241,7 @@ func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &service{t: t, url: "http://127.0.0.1:" + env["PORT"], logs: logs, stderr: &logBuffer{}, cancel: cancel,
-		exit: make(chan int, 1), client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}}
+		exit: make(chan int, 1), client: contractClient(t)}
 	go func() {
 		s.exit <- run(ctx, []string{"courier"}, func(k string) string { return env[k] }, s.logs, s.stderr)
 	}()
