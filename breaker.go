@@ -211,7 +211,6 @@ func (b *Breaker) State() (CircuitState, <-chan struct{}) {
 // the circuit opens, and stays while it is open or half-open after that.
 func (b *Breaker) OpenPeriod() uint64 { return b.view.Load().period }
 
-
 // ConsecutiveFailures is the library's count of failures since the last success.
 func (b *Breaker) ConsecutiveFailures() int64 { return b.cb.ConsecFailures() }
 
