@@ -46,6 +46,7 @@ func TestDashboardShowsAnOutageInARealBrowser(t *testing.T) {
 	env := baseEnv(app.URL())
 	env["BREAKER_BACKOFF_INITIAL"] = "200ms"
 	env["BREAKER_BACKOFF_MAX"] = "200ms"
+	env["MAX_ATTEMPTS"] = "100" // failed probes keep their message: the queue stays full at 10
 	s := startService(t, env)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
