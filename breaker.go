@@ -155,18 +155,20 @@ func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFa
 		if probe {
 			b.transition(CircuitOpen) // no verdict: wait for the next probe
 		}
+	case !probe && b.cb.Tripped():
+		// A late failure, from a call that started before the circuit
+		// opened. It must not end a probe's half-open period (the probe
+		// decides), nor restart the open period as the library's Fail
+		// would: the probe is due when the log said it would be.
 	default:
 		b.cb.Fail()
 		if b.cb.Tripped() {
-			// The library restarts its open period too.
+			// Opened, or reopened by a failed probe: the library's open
+			// period starts now, and so does ours.
 			v := *b.view.Load()
 			v.openedAt = b.clock.Now()
 			b.view.Store(&v)
-			if probe || v.state == CircuitClosed {
-				// A late failure from before the trip must not end a
-				// probe's half-open period: the probe decides.
-				b.transition(CircuitOpen)
-			}
+			b.transition(CircuitOpen)
 		}
 	}
 	return err

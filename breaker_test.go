@@ -241,23 +241,33 @@ func TestOpenPeriodDoublesFromInitialUpToMax(t *testing.T) {
 
 func TestLateResultsFromBeforeTheTripDoNotDecideTheCircuit(t *testing.T) {
 	b, clk, _ := newTestBreaker(1, 100*time.Millisecond, time.Second)
-	inFlight, release := make(chan struct{}), make(chan struct{})
-	lateDone := make(chan error, 1)
-	go func() {
-		lateDone <- b.Call(context.Background(), func(context.Context) error {
-			close(inFlight)
-			<-release
-			return nil
-		}, always)
-	}()
-	<-inFlight
+	// late starts a call on the closed circuit; the result comes back
+	// when the returned function is called.
+	late := func(result error) func() {
+		inFlight, release := make(chan struct{}), make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- b.Call(context.Background(), func(context.Context) error {
+				close(inFlight)
+				<-release
+				return result
+			}, always)
+		}()
+		<-inFlight
+		return func() { close(release); <-done }
+	}
+	lateSuccess, lateFailure := late(nil), late(errors.New("late 500"))
 	trip(t, b, 1)
-	close(release)
-	<-lateDone
+	lateSuccess()
 	if st, _ := b.State(); st != CircuitOpen {
 		t.Errorf("after a late success: got %s, want still open (only a probe closes it)", st)
 	}
-	clk.Add(101 * time.Millisecond)
+	clk.Add(50 * time.Millisecond)
+	lateFailure()
+	if left := b.OpenLeft(); left != 50*time.Millisecond {
+		t.Errorf("after a late failure: the probe is due in %s, want 50ms (the open period is not restarted)", left)
+	}
+	clk.Add(51 * time.Millisecond)
 	if err := b.Call(context.Background(), succeeding, always); err != nil {
 		t.Fatal(err)
 	}

@@ -89,10 +89,19 @@ func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 	runDemoPhases(ctx, cfg, st.sim, w, load)
 	stopLoad()
 	sent := <-loadDone
-	w.printf("── the client stops; courier drains and shuts down")
-	final, statusErr := getStatus(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, st.url, 2*time.Second)
-	if statusErr != nil {
-		w.printf("could not read /status: %v", statusErr)
+	w.printf("── the client stops; courier drains its queue, then shuts down")
+	// The balance is read once the drain is over, from one snapshot.
+	statusClient := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	var final statusResponse
+	drained := w.waitUntil(ctx, cfg.ShutdownTimeout, func() bool {
+		now, err := getStatus(statusClient, st.url, time.Second)
+		if err == nil {
+			final = now
+		}
+		return err == nil && now.Messages.Queued+now.Messages.Sending == 0
+	})
+	if !drained {
+		w.printf("courier had not drained within %s", cfg.ShutdownTimeout)
 	}
 	if err := st.stop(); err != nil {
 		return false, err

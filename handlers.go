@@ -275,8 +275,13 @@ func isJSON(contentType string) bool {
 // object. It returns the field problems found, or an error when the body is
 // not one JSON object at all.
 func decodePostMessage(w http.ResponseWriter, r *http.Request) (postMessageRequest, []fieldProblem, error) {
+	if r.ContentLength > maxBodyBytes {
+		// Said up front: refuse before reading, before net/http tells an
+		// Expect: 100-continue client to go ahead and send it all.
+		return postMessageRequest{}, nil, &http.MaxBytesError{Limit: maxBodyBytes}
+	}
 	var buf bytes.Buffer
-	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
+	if n := r.ContentLength; n > 0 {
 		buf.Grow(int(n))
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes)); err != nil {

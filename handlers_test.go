@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -117,6 +119,28 @@ func TestPostMessageProblemDetailSaysWhatIsWrong(t *testing.T) {
 				t.Errorf("got %d %q, want 400 with a detail saying %q", r.status, d, tt.want)
 			}
 		})
+	}
+}
+
+func TestABodyDeclaredTooLargeIsRefusedBeforeItIsSent(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	// What curl does with a large body: announce it and wait for 100 Continue.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "POST /messages HTTP/1.1\r\nHost: courier\r\nContent-Type: application/json\r\n"+
+		"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n", 20<<20)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to the announced body: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("got %s %q, want 413 as problem+json before any of the body is sent", resp.Status, resp.Header.Get("Content-Type"))
 	}
 }
 

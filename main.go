@@ -176,7 +176,8 @@ environment of courier serve (empty counts as unset):
 func newLogger(cfg config, out io.Writer) zerolog.Logger {
 	level, _ := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel)) // validated in loadConfig
 	if cfg.LogFormat == "console" {
-		out = zerolog.ConsoleWriter{Out: out, TimeFormat: "15:04:05.000"}
+		// Colours for a person at a terminal; a file or pipe gets plain text.
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: "15:04:05.000", NoColor: !isTerminal(out)}
 	}
 	return zerolog.New(out).Level(level).With().Timestamp().Logger()
 }
@@ -347,6 +348,16 @@ func newAPI(cfg config, log zerolog.Logger) *api {
 // clampSeconds turns d into whole seconds for Retry-After, in 1..60.
 func clampSeconds(d time.Duration) int {
 	return max(1, min(60, int(math.Ceil(d.Seconds()))))
+}
+
+// isTerminal reports whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
 // logWriter lets the standard library's logger write into zerolog.

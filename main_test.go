@@ -150,3 +150,12 @@ func TestSecondSignalStopsTheDrainAtOnceAndStillListsUndelivered(t *testing.T) {
 		t.Errorf("undelivered lines: got %d, want 3", undelivered)
 	}
 }
+
+func TestConsoleLogToAFileHasNoColourCodes(t *testing.T) {
+	var out logBuffer
+	log := newLogger(config{LogLevel: "info", LogFormat: "console"}, &out)
+	log.Warn().Str("event", "x").Msg("circuit open: not sent to messageapp")
+	if got := out.String(); strings.Contains(got, "\x1b[") || !strings.Contains(got, "WRN circuit open: not sent to messageapp") {
+		t.Errorf("console line: got %q, want plain text", got)
+	}
+}
