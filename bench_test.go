@@ -14,7 +14,7 @@ import (
 )
 
 // benchAPI is the real API over a queue of max messages, logging nowhere.
-func benchAPI(b *testing.B, max int) (*api, http.Handler) {
+func benchAPI(b *testing.B, max int) (*service, http.Handler) {
 	b.Helper()
 	cfg, err := loadConfig(func(k string) string {
 		return map[string]string{"QUEUE_MAX_SIZE": strconv.Itoa(max), "QUEUE_RECOVERY_THRESHOLD": "0"}[k]
@@ -22,7 +22,7 @@ func benchAPI(b *testing.B, max int) (*api, http.Handler) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	a := newAPI(cfg, zerolog.Nop())
+	a := newService(cfg, zerolog.Nop())
 	return a, a.routes()
 }
 

@@ -129,16 +129,12 @@ func (h *Hub) transition(t Transition) {
 
 // QueueChanged publishes an enqueueing transition.
 func (h *Hub) QueueChanged(accepting bool, depth int) {
-	ev := "enqueueing_disabled"
-	if accepting {
-		ev = "enqueueing_enabled"
-	}
-	h.transition(Transition{Time: time.Now(), Event: ev, Depth: &depth})
+	h.transition(Transition{Time: time.Now(), Event: queueEvent(accepting), Depth: &depth})
 }
 
 // CircuitChanged publishes a circuit transition.
 func (h *Hub) CircuitChanged(to CircuitState, openFor time.Duration) {
-	t := Transition{Time: time.Now(), Event: "circuit_" + string(to)}
+	t := Transition{Time: time.Now(), Event: circuitEvent(to)}
 	if openFor > 0 {
 		t.OpenFor = openFor.String()
 	}
@@ -153,7 +149,7 @@ func (h *Hub) Attempted(outcome Outcome, _ time.Duration) {
 }
 
 // Rejected counts a 503 for the next snapshot.
-func (h *Hub) Rejected(string) { h.rejected.Add(1) }
+func (h *Hub) Rejected(ProblemCode) { h.rejected.Add(1) }
 
 // history is what a new stream starts with.
 type history struct {
@@ -191,7 +187,7 @@ func appendBounded[T any](s []T, v T, n int) []T {
 
 // handleEvents streams the hub as server-sent events: `history` first,
 // then a `snapshot` per interval and a `transition` per change.
-func (a *api) handleEvents() httprouter.Handle {
+func (s *service) handleEvents() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		rc := http.NewResponseController(w)
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -200,8 +196,8 @@ func (a *api) handleEvents() httprouter.Handle {
 		if r.Method == http.MethodHead {
 			return // the headers say what GET would stream
 		}
-		ch, hist := a.hub.subscribe()
-		defer a.hub.unsubscribe(ch)
+		ch, hist := s.hub.subscribe()
+		defer s.hub.unsubscribe(ch)
 
 		// The server's WriteTimeout is for ordinary answers; a stream
 		// pushes its deadline forward at every write instead.
@@ -224,14 +220,14 @@ func (a *api) handleEvents() httprouter.Handle {
 				}
 			case <-r.Context().Done():
 				return
-			case <-a.hub.done:
+			case <-s.hub.done:
 				return
 			}
 		}
 	}
 }
 
-func (a *api) handleDashboard() httprouter.Handle {
+func (s *service) handleDashboard() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")

@@ -46,7 +46,7 @@ func readEvents(body io.Reader, out chan<- sseEvent) {
 }
 
 // startEventsAPI serves the API with a hub ticking every interval.
-func startEventsAPI(t *testing.T, interval time.Duration) (*api, *httptest.Server) {
+func startEventsAPI(t *testing.T, interval time.Duration) (*service, *httptest.Server) {
 	t.Helper()
 	cfg, err := loadConfig(func(k string) string {
 		return map[string]string{"QUEUE_MAX_SIZE": "2", "QUEUE_RECOVERY_THRESHOLD": "0"}[k]
@@ -55,7 +55,7 @@ func startEventsAPI(t *testing.T, interval time.Duration) (*api, *httptest.Serve
 		t.Fatal(err)
 	}
 	cfg.snapEvery = interval
-	a := newAPI(cfg, zerolog.Nop())
+	a := newService(cfg, zerolog.Nop())
 	stop := make(chan struct{})
 	go a.hub.Run(stop)
 	srv := httptest.NewServer(a.routes())

@@ -148,7 +148,7 @@ func startDemoStack(ctx context.Context, cfg config, seed uint64, w *demoWatcher
 // each timeout takes MessageappTimeout), and at least demoMinPhase.
 func runDemoPhases(ctx context.Context, cfg config, sim *Simulator, w *demoWatcher, load *loadClient) {
 	limit := 4*cfg.BackoffMax + 10*cfg.MessageappTimeout + 5*time.Second
-	rejected := func() int { return load.soFar().Rejected["queue_full"] }
+	rejected := func() int { return load.soFar().Rejected[CodeQueueFull] }
 	phases := []struct {
 		profile Profile
 		title   string
@@ -156,13 +156,13 @@ func runDemoPhases(ctx context.Context, cfg config, sim *Simulator, w *demoWatch
 	}{
 		{ProfileHealthy, "messageapp is healthy: messages flow", func() bool { return w.outcome(OutcomeSent) >= 2*demoRate }},
 		{ProfileHang, "messageapp hangs: calls time out, the circuit opens, the queue fills and clients are told to back off", func() bool {
-			return w.outcome(OutcomeTimeout) > 0 && w.count(circuitEvent(CircuitOpen)) > 0 && w.count("enqueueing_disabled") > 0 && rejected() > 0
+			return w.outcome(OutcomeTimeout) > 0 && w.count(circuitEvent(CircuitOpen)) > 0 && w.count(queueEvent(false)) > 0 && rejected() > 0
 		}},
 		{ProfileDown, "messageapp answers 500 at once: each probe fails fast and the open circuit keeps the rest back", func() bool {
 			return w.outcome(OutcomeMessageappError) > 0 && w.outcome(OutcomeBreakerOpen) > 0
 		}},
 		{ProfileHealthy, "messageapp recovers: a probe succeeds, the queue drains, enqueueing resumes", func() bool {
-			return w.count(circuitEvent(CircuitClosed)) > 0 && w.count("enqueueing_enabled") > 0
+			return w.count(circuitEvent(CircuitClosed)) > 0 && w.count(queueEvent(true)) > 0
 		}},
 	}
 	for _, ph := range phases {
@@ -192,10 +192,10 @@ func demoChecklist(out io.Writer, cfg config, w *demoWatcher, m Counts, sent loa
 		{w.outcome(OutcomeMessageappError) > 0, fmt.Sprintf("messageapp answered errors (messageapp_error: %d)", w.outcome(OutcomeMessageappError))},
 		{w.count(circuitEvent(CircuitOpen)) > 0, "circuit opened " + times(w.count(circuitEvent(CircuitOpen)))},
 		{w.outcome(OutcomeBreakerOpen) > 0, fmt.Sprintf("messages refused by the open circuit, nothing sent (breaker_open: %d)", w.outcome(OutcomeBreakerOpen))},
-		{w.count("enqueueing_disabled") > 0 && sent.Rejected["queue_full"] > 0,
-			fmt.Sprintf("queue filled: enqueueing disabled %s, clients got %d × 503 queue_full", times(w.count("enqueueing_disabled")), sent.Rejected["queue_full"])},
+		{w.count(queueEvent(false)) > 0 && sent.Rejected[CodeQueueFull] > 0,
+			fmt.Sprintf("queue filled: enqueueing disabled %s, clients got %d × 503 queue_full", times(w.count(queueEvent(false))), sent.Rejected[CodeQueueFull])},
 		{w.count(circuitEvent(CircuitClosed)) > 0, "circuit closed again after a successful probe"},
-		{w.count("enqueueing_enabled") > 0, "enqueueing resumed " + times(w.count("enqueueing_enabled"))},
+		{w.count(queueEvent(true)) > 0, "enqueueing resumed " + times(w.count(queueEvent(true)))},
 		{m.Balanced() && m.Accepted > 0,
 			fmt.Sprintf("nothing lost: accepted %d = queued %d + sending %d + sent %d + failed %d + timeout %d",
 				m.Accepted, m.Queued, m.Sending, m.Sent, m.Failed, m.Timeout)},
@@ -236,9 +236,6 @@ func times(n int) string {
 	return fmt.Sprintf("%d times", n)
 }
 
-// circuitEvent is the log event of a circuit transition.
-func circuitEvent(to CircuitState) string { return "circuit_" + string(to) }
-
 // demoWatcher hears courier as an Observer, prints the transitions as a
 // timeline and counts them and the attempt outcomes; it also keeps the
 // first log line of each outcome, to show what the log says.
@@ -263,10 +260,10 @@ func newDemoWatcher(out io.Writer) *demoWatcher {
 // QueueChanged prints and counts an enqueueing transition.
 func (w *demoWatcher) QueueChanged(accepting bool, depth int) {
 	if accepting {
-		w.event("enqueueing_enabled", fmt.Sprintf("queue drained to the recovery threshold: enqueueing enabled (depth %d)", depth))
+		w.event(queueEvent(true), fmt.Sprintf("queue drained to the recovery threshold: enqueueing enabled (depth %d)", depth))
 		return
 	}
-	w.event("enqueueing_disabled", fmt.Sprintf("queue FULL: enqueueing disabled, clients get 503 queue_full (depth %d)", depth))
+	w.event(queueEvent(false), fmt.Sprintf("queue FULL: enqueueing disabled, clients get 503 queue_full (depth %d)", depth))
 }
 
 // CircuitChanged prints and counts a circuit transition.

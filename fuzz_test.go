@@ -18,7 +18,7 @@ func newFuzzAPI() http.Handler {
 	cfg, _ := loadConfig(func(k string) string {
 		return map[string]string{"QUEUE_MAX_SIZE": "4", "QUEUE_RECOVERY_THRESHOLD": "1"}[k]
 	})
-	return newAPI(cfg, zerolog.Nop()).routes()
+	return newService(cfg, zerolog.Nop()).routes()
 }
 
 // FuzzPostMessage: whatever arrives, POST /messages answers 202 or a

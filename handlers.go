@@ -26,8 +26,10 @@ import (
 // maxBodyBytes is the largest POST /messages body courier reads.
 const maxBodyBytes = 64 << 10
 
-// api holds what the handlers need; nothing here reads globals.
-type api struct {
+// service is courier: its queue, breaker and store, what watches them
+// (metrics, the event hub) and the HTTP API over them. Nothing here reads
+// globals.
+type service struct {
 	log          zerolog.Logger
 	queue        *Queue
 	breaker      *Breaker
@@ -43,7 +45,7 @@ type api struct {
 }
 
 // routes is the whole API surface.
-func (a *api) routes() http.Handler {
+func (s *service) routes() http.Handler {
 	r := httprouter.New()
 	// A path that is almost right is a 404 problem, not an HTML redirect:
 	// every answer courier gives is JSON.
@@ -55,31 +57,31 @@ func (a *api) routes() http.Handler {
 	}
 	// Each API route's duration is measured, labelled by its pattern.
 	measured := func(route string, h httprouter.Handle) http.Handler {
-		return a.metrics.instrument(route, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		return s.metrics.instrument(route, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			h(w, req, httprouter.ParamsFromContext(req.Context()))
 		}))
 	}
-	r.Handler(http.MethodPost, "/messages", measured("/messages", a.handlePostMessage()))
-	get("/messages", measured("/messages", a.handleListMessages()))
-	get("/messages/:id", measured("/messages/:id", a.handleGetMessage()))
-	get("/status", measured("/status", a.handleStatus()))
-	get("/healthz", measured("/healthz", a.handleHealthz()))
-	get("/readyz", measured("/readyz", a.handleReadyz()))
-	get("/", plain(a.handleDashboard()))
-	get("/events", plain(a.handleEvents()))
-	get("/metrics", a.metrics.Handler())
+	r.Handler(http.MethodPost, "/messages", measured("/messages", s.handlePostMessage()))
+	get("/messages", measured("/messages", s.handleListMessages()))
+	get("/messages/:id", measured("/messages/:id", s.handleGetMessage()))
+	get("/status", measured("/status", s.handleStatus()))
+	get("/healthz", measured("/healthz", s.handleHealthz()))
+	get("/readyz", measured("/readyz", s.handleReadyz()))
+	get("/", plain(s.handleDashboard()))
+	get("/events", plain(s.handleEvents()))
+	get("/metrics", s.metrics.Handler())
 	get("/openapi.yaml", plain(handleOpenAPI))
 
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		a.writeProblem(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path), nil)
+		s.writeProblem(w, CodeNotFound, fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path), nil)
 	})
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		a.writeProblem(w, http.StatusMethodNotAllowed, "method_not_allowed",
+		s.writeProblem(w, CodeMethodNotAllowed,
 			fmt.Sprintf("%s is not allowed on %s (allowed: %s)", req.Method, req.URL.Path, w.Header().Get("Allow")), nil)
 	})
 	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
-		a.log.Error().Str("event", "panic").Str("path", req.URL.Path).Interface("panic", v).Msg("handler panicked")
-		a.writeProblem(w, http.StatusInternalServerError, "internal_error", "courier failed to handle this request", nil)
+		s.log.Error().Str("event", "panic").Str("path", req.URL.Path).Interface("panic", v).Msg("handler panicked")
+		s.writeProblem(w, CodeInternalError, "courier failed to handle this request", nil)
 	}
 	return r
 }
@@ -108,40 +110,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// problem is an RFC 9457 problem details body with courier's stable code
-// and the extension members some problems carry. A struct, not a map:
-// the reject path is hot under overload, and maps encode slowly.
-type problem struct {
-	Type              string         `json:"type"`
-	Title             string         `json:"title"`
-	Status            int            `json:"status"`
-	Detail            string         `json:"detail"`
-	Code              string         `json:"code"`
-	Errors            []fieldProblem `json:"errors,omitempty"`
-	ID                string         `json:"id,omitempty"`
-	RetryAfterSeconds int            `json:"retry_after_seconds,omitempty"`
-	Queue             *queueStatus   `json:"queue,omitempty"`
-	Circuit           *circuitStatus `json:"circuit,omitempty"`
-}
-
-// writeProblem answers with a problem+json body; extra, if any, carries the
-// extension members. 5xx answers other than the deliberate 503s are logged
-// at error level.
-func (a *api) writeProblem(w http.ResponseWriter, status int, code, detail string, extra *problem) {
-	var body problem
-	if extra != nil {
-		body = *extra
-	}
-	body.Type, body.Title, body.Status, body.Detail, body.Code =
-		"urn:courier:problem:"+code, http.StatusText(status), status, detail, code
-	if status >= 500 && status != http.StatusServiceUnavailable {
-		a.log.Error().Int("status", status).Str("code", code).Msg(detail)
-	}
-	w.Header()["Content-Type"] = problemContentType
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body)
-}
-
 // postMessageRequest is the body of POST /messages.
 type postMessageRequest struct {
 	Destination string
@@ -154,91 +122,125 @@ type postMessageResponse struct {
 	Status Status `json:"status"`
 }
 
-// fieldProblem is one entry of a 400's `errors` list.
-type fieldProblem struct {
-	Field  string `json:"field,omitempty"`
-	Detail string `json:"detail"`
-}
-
-func (a *api) handlePostMessage() httprouter.Handle {
+// handlePostMessage sheds, checks the key, decodes, admits and answers.
+func (s *service) handlePostMessage() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-		key := r.Header.Get("Idempotency-Key")
-		// Refuse before reading anything: shedding must cost less than
-		// accepting. Only a retry of an already accepted message (its key
-		// is known) is read on, to be answered with its original 202, even
-		// while draining: behind a balancer, a 503 would send the retry to
-		// another replica, which would accept it a second time.
-		refusing := a.shuttingDown.Load() || !a.queue.Accepting()
-		if refusing && (key == "" || !a.store.HasKey(key)) {
-			if a.shuttingDown.Load() {
-				a.rejectShuttingDown(w)
-			} else {
-				a.rejectQueueFull(w)
-			}
+		key, keySent := r.Header.Get("Idempotency-Key"), r.Header["Idempotency-Key"] != nil
+		if s.shed(w, key) {
 			return
 		}
-		if _, sent := r.Header["Idempotency-Key"]; sent && !validIdempotencyKey(key) {
-			a.writeProblem(w, http.StatusBadRequest, "invalid_request",
-				"Idempotency-Key must be 1 to 255 visible ASCII characters",
+		if keySent && !validIdempotencyKey(key) {
+			s.writeProblem(w, CodeInvalidRequest, "Idempotency-Key must be 1 to 255 visible ASCII characters",
 				&problem{Errors: []fieldProblem{{Field: "Idempotency-Key", Detail: "must be 1 to 255 visible ASCII characters"}}})
 			return
 		}
-		if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
-			a.writeProblem(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
-				fmt.Sprintf("Content-Type %q is not JSON; send application/json (with curl: --json or -H 'Content-Type: application/json')", ct), nil)
+		req, ok := s.decode(w, r)
+		if !ok {
 			return
 		}
-		req, problems, err := decodePostMessage(w, r)
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
-			a.writeProblem(w, http.StatusRequestEntityTooLarge, "payload_too_large",
-				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes), nil)
-			return
-		case err != nil:
-			problems = []fieldProblem{{Detail: err.Error()}}
-		}
-		if len(problems) > 0 {
-			a.writeProblem(w, http.StatusBadRequest, "invalid_request", describe(problems),
-				&problem{Errors: problems})
-			return
-		}
-
-		id := newMessageID(a.replica)
-		d := &Delivery{ID: id, Destination: req.Destination, Body: req.Body}
-		use, firstID := KeyUnused, ""
-		accepted := a.queue.Offer(d, func() bool {
-			// Under the queue's lock: two POSTs with one key cannot both pass.
-			if key != "" {
-				if use, firstID = a.store.LookupKey(key, req.Destination, req.Body); use != KeyUnused {
-					return false
-				}
-			}
-			a.store.Add(id, req.Destination, req.Body, key)
-			return true
-		})
-		if !accepted && key != "" && use == KeyUnused {
-			use, firstID = a.store.LookupKey(key, req.Destination, req.Body) // refused while full or closed
-		}
-		switch {
-		case use == KeySame:
-			w.Header().Set("Idempotent-Replayed", "true")
-			id = firstID
-		case use == KeyConflict:
-			a.writeProblem(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
-				fmt.Sprintf("Idempotency-Key %q was used for message %s with a different destination or body", key, firstID),
-				&problem{ID: firstID})
-			return
-		case !accepted && a.shuttingDown.Load():
-			a.rejectShuttingDown(w)
-			return
-		case !accepted:
-			a.rejectQueueFull(w)
-			return
-		}
-		w.Header().Set("Location", "/messages/"+id)
-		writeJSON(w, http.StatusAccepted, postMessageResponse{ID: id, Status: StatusQueued})
+		s.answerPost(w, s.admit(req, key))
 	}
+}
+
+// shed refuses a POST before anything is read, while the queue is full or
+// courier is shutting down: shedding must cost less than accepting. Only a
+// retry of an already accepted message (its key is known) is let through,
+// to be answered with its original 202, even while draining: behind a
+// balancer, a 503 would send the retry to another replica, which would
+// accept it a second time. It reports whether it answered.
+func (s *service) shed(w http.ResponseWriter, key string) bool {
+	refusing := s.shuttingDown.Load() || !s.queue.Accepting()
+	if !refusing || (key != "" && s.store.HasKey(key)) {
+		return false
+	}
+	if s.shuttingDown.Load() {
+		s.rejectShuttingDown(w)
+	} else {
+		s.rejectQueueFull(w)
+	}
+	return true
+}
+
+// decode reads and checks a POST's body, answering 415, 413 or 400 when it
+// will not do. It reports whether the request may go on.
+func (s *service) decode(w http.ResponseWriter, r *http.Request) (postMessageRequest, bool) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		s.writeProblem(w, CodeUnsupportedMediaType,
+			fmt.Sprintf("Content-Type %q is not JSON; send application/json (with curl: --json or -H 'Content-Type: application/json')", ct), nil)
+		return postMessageRequest{}, false
+	}
+	req, problems, err := decodePostMessage(w, r)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		s.writeProblem(w, CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes), nil)
+		return postMessageRequest{}, false
+	case err != nil:
+		problems = []fieldProblem{{Detail: err.Error()}}
+	}
+	if len(problems) > 0 {
+		s.writeProblem(w, CodeInvalidRequest, describe(problems), &problem{Errors: problems})
+		return postMessageRequest{}, false
+	}
+	return req, true
+}
+
+// admission is one POST at the queue: what it asks for, and what became of
+// it.
+type admission struct {
+	store    *Store
+	req      postMessageRequest
+	key      string // Idempotency-Key, if any
+	id       string // the new message's id
+	accepted bool   // enqueued as id
+	use      KeyUse // what key already stood for
+	firstID  string // the message key stands for, unless KeyUnused
+}
+
+// admit offers a new message to the queue, unless its key was used.
+func (s *service) admit(req postMessageRequest, key string) *admission {
+	a := &admission{store: s.store, req: req, key: key, id: newMessageID(s.replica)}
+	a.accepted = s.queue.Offer(&Delivery{ID: a.id, Destination: req.Destination, Body: req.Body}, a.record)
+	if !a.accepted && key != "" && a.use == KeyUnused {
+		a.use, a.firstID = s.store.LookupKey(key, req.Destination, req.Body) // refused while full or closed
+	}
+	return a
+}
+
+// record runs under the queue's lock, before the message can be taken: it
+// refuses a key already used, so two POSTs with one key cannot both pass,
+// and records the message otherwise.
+func (a *admission) record() bool {
+	if a.key != "" {
+		if a.use, a.firstID = a.store.LookupKey(a.key, a.req.Destination, a.req.Body); a.use != KeyUnused {
+			return false
+		}
+	}
+	a.store.Add(a.id, a.req.Destination, a.req.Body, a.key)
+	return true
+}
+
+// answerPost tells the client what became of its POST.
+func (s *service) answerPost(w http.ResponseWriter, a *admission) {
+	id := a.id
+	switch {
+	case a.use == KeySame:
+		w.Header().Set("Idempotent-Replayed", "true")
+		id = a.firstID
+	case a.use == KeyConflict:
+		s.writeProblem(w, CodeIdempotencyKeyReused,
+			fmt.Sprintf("Idempotency-Key %q was used for message %s with a different destination or body", a.key, a.firstID),
+			&problem{ID: a.firstID})
+		return
+	case !a.accepted && s.shuttingDown.Load():
+		s.rejectShuttingDown(w)
+		return
+	case !a.accepted:
+		s.rejectQueueFull(w)
+		return
+	}
+	w.Header().Set("Location", "/messages/"+id)
+	writeJSON(w, http.StatusAccepted, postMessageResponse{ID: id, Status: StatusQueued})
 }
 
 // newMessageID mints a message id, unique across replicas. Behind the
@@ -410,36 +412,27 @@ func validate(raw map[string]json.RawMessage) (postMessageRequest, []fieldProble
 	return req, problems
 }
 
-// describe joins field problems into one detail sentence.
-func describe(problems []fieldProblem) string {
-	parts := make([]string, len(problems))
-	for i, p := range problems {
-		parts[i] = p.Detail
-	}
-	return strings.Join(parts, "; ")
-}
-
-func (a *api) rejectShuttingDown(w http.ResponseWriter) {
-	a.store.Reject()
-	a.obs.Rejected("shutting_down")
-	w.Header().Set("Retry-After", strconv.Itoa(a.shutdownWait))
-	a.writeProblem(w, http.StatusServiceUnavailable, "shutting_down",
+func (s *service) rejectShuttingDown(w http.ResponseWriter) {
+	s.store.Reject()
+	s.obs.Rejected(CodeShuttingDown)
+	w.Header().Set("Retry-After", strconv.Itoa(s.shutdownWait))
+	s.writeProblem(w, CodeShuttingDown,
 		"courier is shutting down and accepts no new messages; retry later or on another instance",
-		&problem{RetryAfterSeconds: a.shutdownWait})
+		&problem{RetryAfterSeconds: s.shutdownWait})
 }
 
 // rejectQueueFull answers 503 queue_full. Under overload this is most of
 // what courier does, and while the queue stays full the answer does not
 // change: the body is rendered once per distinct set of figures and reused.
-func (a *api) rejectQueueFull(w http.ResponseWriter) {
-	a.store.Reject()
-	a.obs.Rejected("queue_full")
-	q, c := a.queueStatus(), a.circuitStatus()
-	key := rejectKey{q: q, c: c, wait: a.retryAfter(q)}
-	cached := a.rejectCache.Load()
+func (s *service) rejectQueueFull(w http.ResponseWriter) {
+	s.store.Reject()
+	s.obs.Rejected(CodeQueueFull)
+	q, c := s.queueStatus(), s.circuitStatus()
+	key := rejectKey{q: q, c: c, wait: s.retryAfter(q)}
+	cached := s.rejectCache.Load()
 	if cached == nil || cached.key != key {
 		cached = renderQueueFull(key)
-		a.rejectCache.Store(cached)
+		s.rejectCache.Store(cached)
 	}
 	h := w.Header()
 	h["Content-Type"] = problemContentType
@@ -449,12 +442,9 @@ func (a *api) rejectQueueFull(w http.ResponseWriter) {
 }
 
 // retryAfter is the Retry-After estimate for the queue as it is in q.
-func (a *api) retryAfter(q queueStatus) int {
-	return retryAfter(q.Depth, q.RecoveryThreshold, a.queue.DrainRate(), a.breaker.OpenLeft())
+func (s *service) retryAfter(q queueStatus) int {
+	return estimateRetryAfter(q.Depth, q.RecoveryThreshold, s.queue.DrainRate(), s.breaker.OpenLeft())
 }
-
-// problemContentType is shared, never modified, by every problem answer.
-var problemContentType = []string{"application/problem+json"}
 
 // rejectKey is everything a queue_full answer says.
 type rejectKey struct {
@@ -476,17 +466,16 @@ func renderQueueFull(k rejectKey) *renderedReject {
 		detail += fmt.Sprintf("; messageapp is failing (circuit %s)", k.c.State)
 	}
 	q, c := k.q, k.c
-	body, _ := json.Marshal(problem{Type: "urn:courier:problem:queue_full", Title: http.StatusText(http.StatusServiceUnavailable),
-		Status: http.StatusServiceUnavailable, Detail: detail, Code: "queue_full", RetryAfterSeconds: k.wait, Queue: &q, Circuit: &c})
+	body, _ := json.Marshal(newProblem(CodeQueueFull, detail, &problem{RetryAfterSeconds: k.wait, Queue: &q, Circuit: &c}))
 	return &renderedReject{key: k, retryAfter: []string{strconv.Itoa(k.wait)}, body: append(body, '\n')}
 }
 
-func (a *api) handleGetMessage() httprouter.Handle {
+func (s *service) handleGetMessage() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		id := ps.ByName("id")
-		m, ok := a.store.Get(id)
+		m, ok := s.store.Get(id)
 		if !ok {
-			a.writeProblem(w, http.StatusNotFound, "not_found",
+			s.writeProblem(w, CodeNotFound,
 				fmt.Sprintf("no message with id %q (unknown, or evicted after finishing)", id), nil)
 			return
 		}
@@ -499,15 +488,15 @@ type listMessagesResponse struct {
 	Messages []Message `json:"messages"`
 }
 
-func (a *api) handleListMessages() httprouter.Handle {
+func (s *service) handleListMessages() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		q := r.URL.Query()
 		limit := 100
-		if s := q.Get("limit"); s != "" {
-			n, err := strconv.Atoi(s)
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1000 {
-				a.writeProblem(w, http.StatusBadRequest, "invalid_request",
-					fmt.Sprintf("limit %q must be a whole number from 1 to 1000", s),
+				s.writeProblem(w, CodeInvalidRequest,
+					fmt.Sprintf("limit %q must be a whole number from 1 to 1000", v),
 					&problem{Errors: []fieldProblem{{Field: "limit", Detail: "must be a whole number from 1 to 1000"}}})
 				return
 			}
@@ -515,12 +504,12 @@ func (a *api) handleListMessages() httprouter.Handle {
 		}
 		status := Status(q.Get("status"))
 		if status != "" && !validStatus(status) {
-			a.writeProblem(w, http.StatusBadRequest, "invalid_request",
+			s.writeProblem(w, CodeInvalidRequest,
 				fmt.Sprintf("status %q must be one of queued, sending, sent, failed, timeout", status),
 				&problem{Errors: []fieldProblem{{Field: "status", Detail: "must be one of queued, sending, sent, failed, timeout"}}})
 			return
 		}
-		writeJSON(w, http.StatusOK, listMessagesResponse{Messages: a.store.List(limit, status)})
+		writeJSON(w, http.StatusOK, listMessagesResponse{Messages: s.store.List(limit, status)})
 	}
 }
 
@@ -547,44 +536,44 @@ type statusResponse struct {
 	Replica  string        `json:"replica,omitempty"` // REPLICA, when set
 }
 
-func (a *api) queueStatus() queueStatus {
-	return queueStatus{Depth: a.queue.Depth(), MaxSize: a.queue.Max(),
-		RecoveryThreshold: a.queue.Recovery(), Accepting: a.queue.Accepting() && !a.shuttingDown.Load()}
+func (s *service) queueStatus() queueStatus {
+	return queueStatus{Depth: s.queue.Depth(), MaxSize: s.queue.Max(),
+		RecoveryThreshold: s.queue.Recovery(), Accepting: s.queue.Accepting() && !s.shuttingDown.Load()}
 }
 
-func (a *api) circuitStatus() circuitStatus {
-	state, _ := a.breaker.State()
-	return circuitStatus{State: state, ConsecutiveFailures: a.breaker.ConsecutiveFailures()}
+func (s *service) circuitStatus() circuitStatus {
+	state, _ := s.breaker.State()
+	return circuitStatus{State: state, ConsecutiveFailures: s.breaker.ConsecutiveFailures()}
 }
 
 // snapshot is the body of GET /status, also read by metrics and the dashboard.
-func (a *api) snapshot() statusResponse {
-	return statusResponse{Queue: a.queueStatus(), Circuit: a.circuitStatus(),
-		Messages: a.store.Counts(), Senders: a.senders, Replica: a.replica}
+func (s *service) snapshot() statusResponse {
+	return statusResponse{Queue: s.queueStatus(), Circuit: s.circuitStatus(),
+		Messages: s.store.Counts(), Senders: s.senders, Replica: s.replica}
 }
 
-func (a *api) handleStatus() httprouter.Handle {
+func (s *service) handleStatus() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-		writeJSON(w, http.StatusOK, a.snapshot())
+		writeJSON(w, http.StatusOK, s.snapshot())
 	}
 }
 
-func (a *api) handleHealthz() httprouter.Handle {
+func (s *service) handleHealthz() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}
 }
 
-func (a *api) handleReadyz() httprouter.Handle {
+func (s *service) handleReadyz() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		switch {
-		case a.shuttingDown.Load():
-			w.Header().Set("Retry-After", strconv.Itoa(a.shutdownWait))
-			a.writeProblem(w, http.StatusServiceUnavailable, "shutting_down", "courier is shutting down", nil)
-		case !a.queue.Accepting():
-			q := a.queueStatus()
-			w.Header().Set("Retry-After", strconv.Itoa(a.retryAfter(q)))
-			a.writeProblem(w, http.StatusServiceUnavailable, "queue_full",
+		case s.shuttingDown.Load():
+			w.Header().Set("Retry-After", strconv.Itoa(s.shutdownWait))
+			s.writeProblem(w, CodeShuttingDown, "courier is shutting down", nil)
+		case !s.queue.Accepting():
+			q := s.queueStatus()
+			w.Header().Set("Retry-After", strconv.Itoa(s.retryAfter(q)))
+			s.writeProblem(w, CodeQueueFull,
 				fmt.Sprintf("the queue is full (%d of %d); not ready until it drains to %d", q.Depth, q.MaxSize, q.RecoveryThreshold), nil)
 		default:
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

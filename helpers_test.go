@@ -198,7 +198,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 }
 
 // service is courier started through run, as a user would, on a free port.
-type service struct {
+type testCourier struct {
 	t      *testing.T
 	url    string
 	logs   *logBuffer
@@ -226,21 +226,21 @@ func baseEnv(messageappURL string) map[string]string {
 	}
 }
 
-func startService(t *testing.T, env map[string]string) *service {
+func startService(t *testing.T, env map[string]string) *testCourier {
 	t.Helper()
 	return startServiceLogging(t, env, &logBuffer{})
 }
 
 // startServiceLogging is startService with the log going to logs. Unless
 // env sets PORT, courier gets a free port; it is up once /healthz answers.
-func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *service {
+func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *testCourier {
 	t.Helper()
 	if env["PORT"] == "" || env["PORT"] == "0" {
 		env = maps.Clone(env)
 		env["PORT"] = freePort(t)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{t: t, url: "http://127.0.0.1:" + env["PORT"], logs: logs, stderr: &logBuffer{}, cancel: cancel,
+	s := &testCourier{t: t, url: "http://127.0.0.1:" + env["PORT"], logs: logs, stderr: &logBuffer{}, cancel: cancel,
 		exit: make(chan int, 1), client: contractClient(t)}
 	go func() {
 		s.exit <- run(ctx, []string{"courier"}, func(k string) string { return env[k] }, s.logs, s.stderr)
@@ -281,7 +281,7 @@ func freePort(t *testing.T) string {
 }
 
 // stop signals shutdown and returns run's exit code (once; later calls return -1).
-func (s *service) stop() int {
+func (s *testCourier) stop() int {
 	s.cancel()
 	select {
 	case code, ok := <-s.exit:
@@ -303,13 +303,13 @@ type response struct {
 	body   map[string]any
 }
 
-func (s *service) do(method, path, contentType, body string) response {
+func (s *testCourier) do(method, path, contentType, body string) response {
 	s.t.Helper()
 	return s.doWith(method, path, body, http.Header{"Content-Type": {contentType}})
 }
 
 // doWith sends a request with headers (empty values are left out).
-func (s *service) doWith(method, path, body string, header http.Header) response {
+func (s *testCourier) doWith(method, path, body string, header http.Header) response {
 	s.t.Helper()
 	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
 	if err != nil {
@@ -338,14 +338,14 @@ func (s *service) doWith(method, path, body string, header http.Header) response
 	return r
 }
 
-func (s *service) post(dest, body string) response {
+func (s *testCourier) post(dest, body string) response {
 	s.t.Helper()
 	b, _ := json.Marshal(map[string]string{"destination": dest, "body": body})
 	return s.do(http.MethodPost, "/messages", "application/json", string(b))
 }
 
 // status returns GET /status decoded.
-func (s *service) status() statusResponse {
+func (s *testCourier) status() statusResponse {
 	s.t.Helper()
 	resp, err := s.client.Get(s.url + "/status")
 	if err != nil {
@@ -360,7 +360,7 @@ func (s *service) status() statusResponse {
 }
 
 // message returns GET /messages/{id} decoded.
-func (s *service) message(id string) Message {
+func (s *testCourier) message(id string) Message {
 	s.t.Helper()
 	resp, err := s.client.Get(s.url + "/messages/" + id)
 	if err != nil {
@@ -375,7 +375,7 @@ func (s *service) message(id string) Message {
 }
 
 // waitStatus waits until message id has status want.
-func (s *service) waitStatus(id string, want Status) Message {
+func (s *testCourier) waitStatus(id string, want Status) Message {
 	s.t.Helper()
 	var m Message
 	eventually(s.t, 10*time.Second, fmt.Sprintf("message %s to be %s", id, want), func() bool {
@@ -386,7 +386,7 @@ func (s *service) waitStatus(id string, want Status) Message {
 }
 
 // waitEvent waits until the log holds n lines with event.
-func (s *service) waitEvent(event string, n int) {
+func (s *testCourier) waitEvent(event string, n int) {
 	s.t.Helper()
 	eventually(s.t, 10*time.Second, fmt.Sprintf("%d %s event(s)", n, event), func() bool {
 		return len(s.logs.entries(map[string]any{"event": event})) >= n

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-func (s *service) postKeyed(key, dest, body string) response {
+func (s *testCourier) postKeyed(key, dest, body string) response {
 	s.t.Helper()
 	b, _ := json.Marshal(map[string]string{"destination": dest, "body": body})
 	return s.doWith(http.MethodPost, "/messages", string(b),

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -45,20 +46,20 @@ const maxInFlight = 512
 
 // loadStats counts what the client saw, over a second or a whole run.
 type loadStats struct {
-	Requests  int            // requests that got an answer or an error
-	Accepted  int            // 202
-	Rejected  map[string]int // 503 by problem code
-	Other     map[int]int    // any other status
-	Errors    int            // no answer: connection refused, timeout
-	Retries   int            // requests that were re-sends of an earlier one
-	Replayed  int            // 202s courier marked Idempotent-Replayed
-	HeldBack  int            // sends skipped because Retry-After said wait
-	Dropped   int            // sends skipped because maxInFlight were open
+	Requests  int                 // requests that got an answer or an error
+	Accepted  int                 // 202
+	Rejected  map[ProblemCode]int // 503 by problem code
+	Other     map[int]int         // any other status
+	Errors    int                 // no answer: connection refused, timeout
+	Retries   int                 // requests that were re-sends of an earlier one
+	Replayed  int                 // 202s courier marked Idempotent-Replayed
+	HeldBack  int                 // sends skipped because Retry-After said wait
+	Dropped   int                 // sends skipped because maxInFlight were open
 	Latencies []time.Duration
 }
 
 func newLoadStats() loadStats {
-	return loadStats{Rejected: map[string]int{}, Other: map[int]int{}}
+	return loadStats{Rejected: map[ProblemCode]int{}, Other: map[int]int{}}
 }
 
 func (s *loadStats) merge(o loadStats) {
@@ -324,7 +325,7 @@ func (c *loadClient) send(ctx context.Context, job loadJob) (retry bool) {
 	}
 	defer resp.Body.Close()
 	var problem struct {
-		Code string `json:"code"`
+		Code ProblemCode `json:"code"`
 	}
 	if resp.StatusCode != http.StatusAccepted {
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&problem)
@@ -379,8 +380,8 @@ func (c *loadClient) report(ctx context.Context) {
 		st := fetchStatus(c.http, c.opt.URL)
 		fmt.Fprintf(c.opt.Out, row,
 			fmt.Sprintf("%ds", int(time.Since(start).Round(time.Second).Seconds())),
-			strconv.Itoa(w.Requests), strconv.Itoa(w.Accepted), strconv.Itoa(w.Rejected["queue_full"]),
-			strconv.Itoa(w.rejectedTotal()-w.Rejected["queue_full"]), strconv.Itoa(w.Errors), strconv.Itoa(w.HeldBack),
+			strconv.Itoa(w.Requests), strconv.Itoa(w.Accepted), strconv.Itoa(w.Rejected[CodeQueueFull]),
+			strconv.Itoa(w.rejectedTotal()-w.Rejected[CodeQueueFull]), strconv.Itoa(w.Errors), strconv.Itoa(w.HeldBack),
 			w.percentile(50).Round(100*time.Microsecond), w.percentile(99).Round(100*time.Microsecond),
 			st.depth, st.accepting, st.circuit)
 	}
@@ -427,12 +428,7 @@ func printLoadSummary(w io.Writer, opt loadOptions, s loadStats) {
 	fmt.Fprintln(tw, "\nsummary\t")
 	fmt.Fprintf(tw, "requests sent\t%d\n", s.Requests)
 	fmt.Fprintf(tw, "accepted (202)\t%d\n", s.Accepted)
-	codes := make([]string, 0, len(s.Rejected))
-	for code := range s.Rejected {
-		codes = append(codes, code)
-	}
-	slices.Sort(codes)
-	for _, code := range codes {
+	for _, code := range slices.Sorted(maps.Keys(s.Rejected)) {
 		fmt.Fprintf(tw, "rejected (503 %s)\t%d\n", code, s.Rejected[code])
 	}
 	for status, n := range s.Other {

@@ -199,7 +199,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 type instance struct {
 	cfg         config
 	log         zerolog.Logger
-	api         *api
+	svc         *service
 	client      *messageappClient
 	senders     *Senders
 	stopSenders context.CancelFunc
@@ -211,19 +211,19 @@ type instance struct {
 // start builds courier and starts its senders, its event hub and its HTTP
 // server on ln.
 func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger) *instance {
-	a := newAPI(cfg, log)
+	svc := newService(cfg, log)
 	client := newMessageappClient(cfg.MessageappURL, cfg.MessageappTimeout, cfg.Senders)
-	in := &instance{cfg: cfg, log: log, api: a, client: client,
-		senders:  NewSenders(cfg.Senders, cfg.MaxAttempts, a.queue, a.breaker, a.store, client, log, a.obs),
+	in := &instance{cfg: cfg, log: log, svc: svc, client: client,
+		senders:  NewSenders(cfg.Senders, cfg.MaxAttempts, svc.queue, svc.breaker, svc.store, client, log, svc.obs),
 		stopHub:  make(chan struct{}),
-		srv:      newHTTPServer(a.routes(), cmp.Or(cfg.limits, defaultServerLimits), log),
+		srv:      newHTTPServer(svc.routes(), cmp.Or(cfg.limits, defaultServerLimits), log),
 		serveErr: make(chan error, 1)}
 
 	// Senders outlive the signal: they stop at the drain deadline.
 	var sendCtx context.Context
 	sendCtx, in.stopSenders = context.WithCancel(context.WithoutCancel(ctx))
 	in.senders.Start(sendCtx)
-	go a.hub.Run(in.stopHub)
+	go svc.hub.Run(in.stopHub)
 	go func() { in.serveErr <- in.srv.Serve(ln) }()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
@@ -252,11 +252,11 @@ func newHTTPServer(h http.Handler, limits serverLimits, log zerolog.Logger) *htt
 // drain until SHUTDOWN_TIMEOUT (or until hurry closes), end the event
 // streams and the HTTP server, and log every message left undelivered.
 func (in *instance) shutdown(hurry <-chan struct{}) error {
-	a, log := in.api, in.log
+	svc, log := in.svc, in.log
 	defer in.client.Close()
-	a.shuttingDown.Store(true)
-	a.queue.Close()
-	log.Info().Str("event", "shutting_down").Int("queued", a.queue.Depth()).
+	svc.shuttingDown.Store(true)
+	svc.queue.Close()
+	log.Info().Str("event", "shutting_down").Int("queued", svc.queue.Depth()).
 		Int64("shutdown_timeout_ms", in.cfg.ShutdownTimeout.Milliseconds()).Msg("shutting down: draining the queue")
 
 	hurried := in.drain(hurry)
@@ -265,7 +265,7 @@ func (in *instance) shutdown(hurry <-chan struct{}) error {
 	// finish (none if hurried); POSTs among them were already answered 503
 	// shutting_down.
 	close(in.stopHub)
-	<-a.hub.done
+	<-svc.hub.done
 	httpCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if hurried {
@@ -279,12 +279,12 @@ func (in *instance) shutdown(hurry <-chan struct{}) error {
 		err = fmt.Errorf("http server: %w", serveErr)
 	}
 
-	undelivered := a.store.Unfinished()
+	undelivered := svc.store.Unfinished()
 	for _, m := range undelivered {
 		log.Warn().Str("event", "undelivered").Str("id", m.ID).Str("status", string(m.Status)).
 			Int("attempts", m.Attempts).Msg("message not delivered before shutdown")
 	}
-	counts := a.store.Counts()
+	counts := svc.store.Counts()
 	log.Info().Str("event", "stopped").Int("undelivered", len(undelivered)).Int64("accepted", counts.Accepted).
 		Int64("sent", counts.Sent).Int64("failed", counts.Failed).Int64("timeout", counts.Timeout).
 		Msg("courier stopped")
@@ -306,7 +306,7 @@ func (in *instance) drain(hurry <-chan struct{}) (hurried bool) {
 	case <-timer.C:
 	case <-hurry:
 		hurried = true
-		in.log.Warn().Str("event", "drain_cut_short").Int("queued", in.api.queue.Depth()).
+		in.log.Warn().Str("event", "drain_cut_short").Int("queued", in.svc.queue.Depth()).
 			Msg("asked again to stop: not waiting for the drain")
 	}
 	in.stopSenders()
@@ -327,22 +327,22 @@ type serverLimits struct {
 var defaultServerLimits = serverLimits{ReadHeader: 5 * time.Second, Read: 10 * time.Second,
 	Write: 10 * time.Second, Idle: 60 * time.Second, MaxHeaderBytes: 32 << 10}
 
-// newAPI builds the store, queue, breaker, metrics and dashboard hub the
-// API serves. Metrics and the hub read state through a.snapshot and hear
+// newService builds courier's store, queue, breaker, metrics and event
+// hub. Metrics and the hub read state through s.snapshot and hear
 // transitions and attempts as observers.
-func newAPI(cfg config, log zerolog.Logger) *api {
-	a := &api{log: log.With().Str("component", "http").Logger(), store: NewStore(cfg.MessagesRetained, time.Now),
+func newService(cfg config, log zerolog.Logger) *service {
+	s := &service{log: log.With().Str("component", "http").Logger(), store: NewStore(cfg.MessagesRetained, time.Now),
 		senders: cfg.Senders, replica: cfg.Replica, shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
-	a.metrics = NewMetrics(cfg.MessageappTimeout, a.snapshot)
-	a.hub = NewHub(cmp.Or(cfg.snapEvery, time.Second), a.snapshot)
-	obs := observers{a.metrics, a.hub}
+	s.metrics = NewMetrics(cfg.MessageappTimeout, s.snapshot)
+	s.hub = NewHub(cmp.Or(cfg.snapEvery, time.Second), s.snapshot)
+	obs := observers{s.metrics, s.hub}
 	if cfg.observer != nil {
 		obs = append(obs, cfg.observer)
 	}
-	a.obs = obs
-	a.queue = NewQueue(cfg.QueueMaxSize, cfg.QueueRecovery, log, a.obs, time.Now)
-	a.breaker = NewBreaker(cfg.BreakerThreshold, cfg.BackoffInitial, cfg.BackoffMax, clock.New(), log, a.obs)
-	return a
+	s.obs = obs
+	s.queue = NewQueue(cfg.QueueMaxSize, cfg.QueueRecovery, log, s.obs, time.Now)
+	s.breaker = NewBreaker(cfg.BreakerThreshold, cfg.BackoffInitial, cfg.BackoffMax, clock.New(), log, s.obs)
+	return s
 }
 
 // clampSeconds turns d into whole seconds for Retry-After, in 1..60.

@@ -29,7 +29,7 @@ type Metrics struct {
 
 	// Series resolved once, so the hot paths skip the label lookup.
 	attemptsBy map[Outcome]prometheus.Counter
-	rejectedBy map[string]prometheus.Counter
+	rejectedBy map[ProblemCode]prometheus.Counter
 }
 
 // NewMetrics registers every courier metric; state comes from snapshot,
@@ -69,9 +69,9 @@ func NewMetrics(timeout time.Duration, snapshot func() statusResponse) *Metrics 
 	for _, o := range outcomeKinds {
 		m.attemptsBy[o] = m.attempts.WithLabelValues(string(o))
 	}
-	m.rejectedBy = map[string]prometheus.Counter{}
-	for _, c := range []string{"queue_full", "shutting_down"} {
-		m.rejectedBy[c] = m.rejected.WithLabelValues(c)
+	m.rejectedBy = map[ProblemCode]prometheus.Counter{}
+	for _, c := range []ProblemCode{CodeQueueFull, CodeShuttingDown} {
+		m.rejectedBy[c] = m.rejected.WithLabelValues(string(c))
 	}
 	for _, d := range []string{"disabled", "enabled"} {
 		m.queueTransitions.WithLabelValues(d)
@@ -167,7 +167,7 @@ func (m *Metrics) Attempted(outcome Outcome, took time.Duration) {
 }
 
 // Rejected counts a 503.
-func (m *Metrics) Rejected(code string) { m.rejectedBy[code].Inc() }
+func (m *Metrics) Rejected(code ProblemCode) { m.rejectedBy[code].Inc() }
 
 // stateCollector turns one status snapshot per scrape into gauges and the
 // message counters, so they agree with each other and with GET /status.

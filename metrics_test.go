@@ -12,7 +12,7 @@ import (
 )
 
 // scrape returns GET /metrics as raw text and as series → value.
-func (s *service) scrape() (string, map[string]float64) {
+func (s *testCourier) scrape() (string, map[string]float64) {
 	s.t.Helper()
 	resp, err := s.client.Get(s.url + "/metrics")
 	if err != nil {

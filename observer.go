@@ -12,8 +12,21 @@ type Observer interface {
 	QueueChanged(accepting bool, depth int)
 	CircuitChanged(to CircuitState, openFor time.Duration)
 	Attempted(outcome Outcome, took time.Duration)
-	Rejected(code string)
+	Rejected(code ProblemCode)
 }
+
+// queueEvent names an enqueueing transition, as the log's `event` field,
+// the dashboard and the demo call it.
+func queueEvent(accepting bool) string {
+	if accepting {
+		return "enqueueing_enabled"
+	}
+	return "enqueueing_disabled"
+}
+
+// circuitEvent names a circuit transition: circuit_open, circuit_half_open
+// or circuit_closed.
+func circuitEvent(to CircuitState) string { return "circuit_" + string(to) }
 
 // observers fans out to each of its members.
 type observers []Observer
@@ -36,7 +49,7 @@ func (all observers) Attempted(outcome Outcome, took time.Duration) {
 	}
 }
 
-func (all observers) Rejected(code string) {
+func (all observers) Rejected(code ProblemCode) {
 	for _, o := range all {
 		o.Rejected(code)
 	}

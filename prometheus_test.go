@@ -62,7 +62,7 @@ func TestAlertRulesNameOnlyMetricsCourierExports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	families, err := newAPI(cfg, zerolog.Nop()).metrics.registry.Gather()
+	families, err := newService(cfg, zerolog.Nop()).metrics.registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,7 @@ func (q *Queue) checkFull() {
 			q.beforeDisable()
 		}
 		q.accepting.Store(false)
-		q.log.Warn().Str("event", "enqueueing_disabled").Int("depth", depth).
+		q.log.Warn().Str("event", queueEvent(false)).Int("depth", depth).
 			Int("max_size", q.max).Int("recovery_threshold", q.recovery).
 			Msg("queue full: rejecting new messages")
 		q.obs.QueueChanged(false, depth)
@@ -158,7 +158,7 @@ func (q *Queue) took() {
 	}
 	if depth <= q.recovery && !q.accepting.Load() {
 		q.accepting.Store(true)
-		q.log.Info().Str("event", "enqueueing_enabled").Int("depth", depth).
+		q.log.Info().Str("event", queueEvent(true)).Int("depth", depth).
 			Int("max_size", q.max).Int("recovery_threshold", q.recovery).
 			Msg("queue drained: accepting messages again")
 		q.obs.QueueChanged(true, depth)
@@ -239,12 +239,12 @@ func (m *rateMeter) peak(now time.Time) float64 {
 	return float64(best)
 }
 
-// retryAfter estimates how long until enqueueing is enabled again: the time
+// estimateRetryAfter estimates how long until enqueueing is enabled again: the time
 // left before the circuit lets a probe through, plus the time to drain from
 // depth down to recovery at the given drain rate. With no drain observed it
 // falls back to the open time plus one second. The result is whole seconds
 // in 1..60, as Retry-After wants.
-func retryAfter(depth, recovery int, drainPerSec float64, openLeft time.Duration) int {
+func estimateRetryAfter(depth, recovery int, drainPerSec float64, openLeft time.Duration) int {
 	wait := openLeft.Seconds()
 	backlog := float64(depth - recovery)
 	switch {

@@ -192,7 +192,7 @@ func TestRetryAfterEstimate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := retryAfter(tt.depth, tt.recovery, tt.rate, tt.openLeft); got != tt.want {
+			if got := estimateRetryAfter(tt.depth, tt.recovery, tt.rate, tt.openLeft); got != tt.want {
 				t.Errorf("got %d, want %d", got, tt.want)
 			}
 		})

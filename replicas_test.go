@@ -32,8 +32,8 @@ func haproxyPath(t *testing.T) string {
 // messageapp, behind the repository's haproxy.cfg.
 type fleet struct {
 	t        *testing.T
-	lb       *service // the balancer, spoken to with the service helpers
-	replicas map[string]*service
+	lb       *testCourier // the balancer, spoken to with the service helpers
+	replicas map[string]*testCourier
 	apps     map[string]*fakeMessageapp
 	haproxy  *logBuffer
 
@@ -46,7 +46,7 @@ var replicaNames = []string{"c1", "c2", "c3"}
 func startFleet(t *testing.T) *fleet {
 	t.Helper()
 	bin := haproxyPath(t)
-	f := &fleet{t: t, replicas: map[string]*service{}, apps: map[string]*fakeMessageapp{},
+	f := &fleet{t: t, replicas: map[string]*testCourier{}, apps: map[string]*fakeMessageapp{},
 		haproxy: &logBuffer{}, ids: map[string]bool{}}
 	cmdEnv := os.Environ()
 	for i, name := range replicaNames {
@@ -76,7 +76,7 @@ func startFleet(t *testing.T) *fleet {
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	f.lb = &service{t: t, url: "http://" + addr, client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}}
+	f.lb = &testCourier{t: t, url: "http://" + addr, client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}}
 	t.Cleanup(func() {
 		f.lb.client.CloseIdleConnections()
 		_ = cmd.Process.Signal(syscall.SIGTERM)

@@ -222,7 +222,8 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (pr
 	p.store.Move(d.ID, StatusSending, d.Attempts, nil)
 	wasOpen := false
 	for {
-		if !p.awaitTurn(ctx, d, &holdsProbe, wasOpen) {
+		var ready bool
+		if ready, holdsProbe = p.awaitTurn(ctx, d, holdsProbe, wasOpen); !ready {
 			return holdsProbe
 		}
 		outcome, lastErr := p.attempt(ctx, d)
@@ -242,51 +243,52 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (pr
 	}
 }
 
-// awaitTurn returns true when d may be tried now. While the circuit is not
-// closed, the probe-slot holder waits for the probe to be due; any other
-// sender puts d back in the queue (returning false) or, if it cannot, waits
-// for the circuit to change or for the slot. Each of these is the open
-// circuit keeping d from messageapp, and is logged as breaker_open.
-func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, wasOpen bool) bool {
+// awaitTurn reports ready when d may be tried now, and whether this sender
+// holds the probe slot, which it may have claimed. While the circuit is not
+// closed, the slot's holder waits for the probe to be due; any other sender
+// puts d back in the queue (not ready) or, if it cannot, waits for the
+// circuit to change or for the slot. Each of these is the open circuit
+// keeping d from messageapp, and is logged as breaker_open.
+func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe, wasOpen bool) (ready, holdsSlot bool) {
 	for {
 		state, changed := p.breaker.State()
 		if state == CircuitClosed {
-			return true
+			return true, holdsProbe
 		}
-		if !*holdsProbe {
+		if !holdsProbe {
 			select {
 			case p.probe <- struct{}{}:
-				*holdsProbe = true
+				holdsProbe = true
 			default:
 			}
 		}
 		left := p.breaker.OpenLeft()
 		why := keptError(state, left)
 		switch {
-		case *holdsProbe && state == CircuitOpen:
+		case holdsProbe && state == CircuitOpen:
 			if wasOpen {
 				left = max(left, minOpenPoll)
 			}
 			if left <= 0 {
-				return true
+				return true, holdsProbe
 			}
 			p.store.Move(d.ID, StatusSending, d.Attempts, why)
 			p.kept(d, keptForProbe, left)
 			// A millisecond past the library's strict "since > backoff".
 			due, err := waitFor(ctx, left+time.Millisecond, changed)
 			if err != nil {
-				return false
+				return false, holdsProbe
 			}
 			if due {
-				return true
+				return true, holdsProbe
 			}
-		case !*holdsProbe && p.queue.Requeue(d, func() {
+		case !holdsProbe && p.queue.Requeue(d, func() {
 			// Under the queue's lock, before another sender can take d:
 			// once Requeue returns, d is no longer this sender's to touch.
 			p.store.Move(d.ID, StatusQueued, d.Attempts, why)
 			p.kept(d, keptInQueue, left)
 		}):
-			return false
+			return false, holdsProbe
 		default:
 			// Half-open, or no room to put d back (the queue is full, or
 			// closed by shutdown): wait for the circuit to change or for the
@@ -295,15 +297,15 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe *bool, 
 			p.store.Move(d.ID, StatusSending, d.Attempts, why)
 			p.kept(d, keptBySender, left)
 			var claim chan<- struct{}
-			if !*holdsProbe {
+			if !holdsProbe {
 				claim = p.probe
 			}
 			select {
 			case <-changed:
 			case claim <- struct{}{}:
-				*holdsProbe = true
+				holdsProbe = true
 			case <-ctx.Done():
-				return false
+				return false, holdsProbe
 			}
 		}
 		wasOpen = false

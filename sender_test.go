@@ -99,7 +99,7 @@ func TestSlowMessageappWithinTheTimeoutIsSent(t *testing.T) {
 
 // openCircuit starts courier against a failing messageapp and fails enough
 // messages concurrently to open the circuit.
-func openCircuit(t *testing.T, env map[string]string) (*service, *fakeMessageapp) {
+func openCircuit(t *testing.T, env map[string]string) (*testCourier, *fakeMessageapp) {
 	t.Helper()
 	app := newFakeMessageapp(t, modeError)
 	env["MESSAGEAPP_URL"] = app.URL()
