@@ -16,14 +16,8 @@ import (
 // benchAPI is the real API over a queue of max messages, logging nowhere.
 func benchAPI(b *testing.B, max int) (*service, http.Handler) {
 	b.Helper()
-	cfg, err := loadConfig(func(k string) string {
-		return map[string]string{"QUEUE_MAX_SIZE": strconv.Itoa(max), "QUEUE_RECOVERY_THRESHOLD": "0"}[k]
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	a := newService(cfg, zerolog.Nop())
-	return a, a.routes()
+	s := newTestService(b, map[string]string{"QUEUE_MAX_SIZE": strconv.Itoa(max), "QUEUE_RECOVERY_THRESHOLD": "0"})
+	return s, s.routes()
 }
 
 var benchBody = []byte(`{"destination":"+34600000000","body":"hello from the benchmark"}`)

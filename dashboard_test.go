@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 )
 
@@ -48,14 +47,8 @@ func readEvents(body io.Reader, out chan<- sseEvent) {
 // startEventsAPI serves the API with a hub ticking every interval.
 func startEventsAPI(t *testing.T, interval time.Duration) (*service, *httptest.Server) {
 	t.Helper()
-	cfg, err := loadConfig(func(k string) string {
-		return map[string]string{"QUEUE_MAX_SIZE": "2", "QUEUE_RECOVERY_THRESHOLD": "0"}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.snapEvery = interval
-	a := newService(cfg, zerolog.Nop())
+	a := newTestService(t, map[string]string{"QUEUE_MAX_SIZE": "2", "QUEUE_RECOVERY_THRESHOLD": "0"},
+		func(cfg *config) { cfg.snapEvery = interval })
 	stop := make(chan struct{})
 	go a.hub.Run(stop)
 	srv := httptest.NewServer(a.routes())

@@ -8,17 +8,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/rs/zerolog"
 )
 
 // newFuzzAPI is the real HTTP API over a real queue, breaker and store,
 // with no senders: what a POST does up to the queue.
-func newFuzzAPI() http.Handler {
-	cfg, _ := loadConfig(func(k string) string {
-		return map[string]string{"QUEUE_MAX_SIZE": "4", "QUEUE_RECOVERY_THRESHOLD": "1"}[k]
-	})
-	return newService(cfg, zerolog.Nop()).routes()
+func newFuzzAPI(t *testing.T) http.Handler {
+	return newTestService(t, map[string]string{"QUEUE_MAX_SIZE": "4", "QUEUE_RECOVERY_THRESHOLD": "1"}).routes()
 }
 
 // FuzzPostMessage: whatever arrives, POST /messages answers 202 or a
@@ -31,7 +26,7 @@ func FuzzPostMessage(f *testing.F) {
 	f.Add("application/json; charset=utf-8", "key with space", []byte(`[1,2]`))
 	f.Add("application/problem+json", "", []byte(`{"destination":"\u0000","body":"\ud800"} {}`))
 	f.Fuzz(func(t *testing.T, contentType, key string, body []byte) {
-		h := newFuzzAPI()
+		h := newFuzzAPI(t)
 		for range 2 { // the second POST exercises the key's replay or conflict path
 			req := httptest.NewRequest(http.MethodPost, "/messages", bytes.NewReader(body))
 			if contentType != "" {

@@ -294,30 +294,32 @@ func decodePostMessage(w http.ResponseWriter, r *http.Request) (postMessageReque
 		return postMessageRequest{}, nil, fmt.Errorf("unreadable request body: %v", err)
 	}
 	dec := json.NewDecoder(&buf)
-	raw, repeated, err := decodeObject(dec)
+	req, problems, err := decodeObject(dec)
 	if err != nil {
 		return postMessageRequest{}, nil, err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return postMessageRequest{}, nil, errors.New("request body must hold exactly one JSON object")
 	}
-	req, problems := validate(raw)
-	for _, name := range repeated {
-		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("field %q is given more than once", name)})
-	}
 	return req, problems, nil
 }
 
-// decodeObject reads one JSON object member by member and lists the names
-// given more than once: which of two values a client meant is not for
-// courier to guess.
-func decodeObject(dec *json.Decoder) (raw map[string]json.RawMessage, repeated []string, err error) {
+// postFields are the members of POST /messages, in the order problems
+// about them are listed.
+var postFields = [...]string{"destination", "body"}
+
+// decodeObject reads one JSON object member by member, straight into the
+// request, and returns a problem for each missing, non-string or empty
+// field, then each unknown one (sorted), then each given more than once
+// (which of two values a client meant is not for courier to guess). Its
+// error says why the body is not a JSON object at all.
+func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error) {
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, nil, jsonProblem(err)
+		return postMessageRequest{}, nil, jsonProblem(err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, nil, fmt.Errorf("request body must be a JSON object, not %s", jsonKind(tok))
+		return postMessageRequest{}, nil, fmt.Errorf("request body must be a JSON object, not %s", jsonKind(tok))
 	}
 	// Past the opening brace, the end of the body is always too early.
 	inside := func(err error) error {
@@ -326,26 +328,64 @@ func decodeObject(dec *json.Decoder) (raw map[string]json.RawMessage, repeated [
 		}
 		return jsonProblem(err)
 	}
-	raw = make(map[string]json.RawMessage, 2)
+	var values [len(postFields)]*string // nil: missing, or not a string
+	var seen [len(postFields)]bool
+	var unknown, repeated []string
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, nil, inside(err)
+			return postMessageRequest{}, nil, inside(err)
 		}
 		name, _ := tok.(string) // inside an object the decoder yields only names here
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, nil, inside(err)
+		i := slices.Index(postFields[:], name)
+		switch {
+		case i >= 0 && !seen[i]:
+			seen[i] = true
+			// A number, object or array is a type error after which the
+			// decoder goes on; null leaves values[i] nil.
+			var typ *json.UnmarshalTypeError
+			if err := dec.Decode(&values[i]); err != nil && !errors.As(err, &typ) {
+				return postMessageRequest{}, nil, inside(err)
+			}
+			continue
+		case i >= 0 || slices.Contains(unknown, name):
+			if !slices.Contains(repeated, name) {
+				repeated = append(repeated, name)
+			}
+		default:
+			unknown = append(unknown, name)
 		}
-		if _, seen := raw[name]; seen && !slices.Contains(repeated, name) {
-			repeated = append(repeated, name)
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return postMessageRequest{}, nil, inside(err)
 		}
-		raw[name] = v
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, nil, inside(err)
+		return postMessageRequest{}, nil, inside(err)
 	}
-	return raw, repeated, nil
+
+	var problems []fieldProblem
+	for i, name := range postFields {
+		switch {
+		case !seen[i]:
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " is required"})
+		case values[i] == nil:
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " must be a string"})
+		case strings.TrimSpace(*values[i]) == "":
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " must not be empty"})
+		}
+	}
+	slices.Sort(unknown)
+	for _, name := range unknown {
+		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("unknown field %q", name)})
+	}
+	for _, name := range repeated {
+		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("field %q is given more than once", name)})
+	}
+	if len(problems) > 0 {
+		return postMessageRequest{}, problems, nil
+	}
+	return postMessageRequest{Destination: *values[0], Body: *values[1]}, nil, nil
 }
 
 // jsonKind names the kind of JSON value that starts with tok.
@@ -377,39 +417,6 @@ func jsonProblem(err error) error {
 	default:
 		return fmt.Errorf("malformed JSON: %v", err)
 	}
-}
-
-// validate reads the request's fields from raw and returns a problem for
-// each unknown, missing, empty or non-string field, in a stable order.
-func validate(raw map[string]json.RawMessage) (postMessageRequest, []fieldProblem) {
-	var req postMessageRequest
-	var problems []fieldProblem
-	fields := [...]struct {
-		name string
-		dst  *string
-	}{{"destination", &req.Destination}, {"body", &req.Body}}
-	for _, f := range fields {
-		v, ok := raw[f.name]
-		switch {
-		case !ok:
-			problems = append(problems, fieldProblem{Field: f.name, Detail: f.name + " is required"})
-		case string(v) == "null" || json.Unmarshal(v, f.dst) != nil:
-			problems = append(problems, fieldProblem{Field: f.name, Detail: f.name + " must be a string"})
-		case strings.TrimSpace(*f.dst) == "":
-			problems = append(problems, fieldProblem{Field: f.name, Detail: f.name + " must not be empty"})
-		}
-	}
-	var unknown []string
-	for name := range raw {
-		if name != fields[0].name && name != fields[1].name {
-			unknown = append(unknown, name)
-		}
-	}
-	slices.Sort(unknown)
-	for _, name := range unknown {
-		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("unknown field %q", name)})
-	}
-	return req, problems
 }
 
 func (s *service) rejectShuttingDown(w http.ResponseWriter) {

@@ -20,12 +20,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	runMainIfAsked()
 	goleak.VerifyTestMain(coverageM{m})
+}
+
+// newTestService is courier's service, with no senders and no HTTP server,
+// configured by env on top of the defaults (then by tune, for what no
+// variable sets) and logging nowhere: what a request does up to the queue.
+func newTestService(tb testing.TB, env map[string]string, tune ...func(*config)) *service {
+	tb.Helper()
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		tb.Fatalf("test configuration %v: %v", env, err)
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	return newService(cfg, zerolog.Nop())
 }
 
 // fakeMode is how the fake messageapp answers.
