@@ -285,7 +285,8 @@ func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *
 	return s
 }
 
-// freePort is a loopback TCP port nothing listens on right now.
+// freePort is a loopback TCP port nothing listens on right now (for a
+// server that cannot listen on port 0 and say which port it got).
 func freePort(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
