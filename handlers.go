@@ -125,11 +125,16 @@ type postMessageResponse struct {
 // handlePostMessage sheds, checks the key, decodes, admits and answers.
 func (s *service) handlePostMessage() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-		key, keySent := r.Header.Get("Idempotency-Key"), r.Header["Idempotency-Key"] != nil
+		key, keys := r.Header.Get("Idempotency-Key"), r.Header["Idempotency-Key"]
 		if s.shed(w, key) {
 			return
 		}
-		if keySent && !validIdempotencyKey(key) {
+		if len(keys) > 1 {
+			s.writeProblem(w, CodeInvalidRequest, "send one Idempotency-Key header, not several",
+				&problem{Errors: []fieldProblem{{Field: "Idempotency-Key", Detail: "given more than once"}}})
+			return
+		}
+		if keys != nil && !validIdempotencyKey(key) {
 			s.writeProblem(w, CodeInvalidRequest, "Idempotency-Key must be 1 to 255 visible ASCII characters",
 				&problem{Errors: []fieldProblem{{Field: "Idempotency-Key", Detail: "must be 1 to 255 visible ASCII characters"}}})
 			return
@@ -164,6 +169,12 @@ func (s *service) shed(w http.ResponseWriter, key string) bool {
 // decode reads and checks a POST's body, answering 415, 413 or 400 when it
 // will not do. It reports whether the request may go on.
 func (s *service) decode(w http.ResponseWriter, r *http.Request) (postMessageRequest, bool) {
+	if r.ContentLength > maxBodyBytes {
+		// Said up front: refuse before reading, before net/http tells an
+		// Expect: 100-continue client to go ahead and send it all.
+		s.tooLarge(w)
+		return postMessageRequest{}, false
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
 		s.writeProblem(w, CodeUnsupportedMediaType,
 			fmt.Sprintf("Content-Type %q is not JSON; send application/json (with curl: --json or -H 'Content-Type: application/json')", ct), nil)
@@ -173,7 +184,7 @@ func (s *service) decode(w http.ResponseWriter, r *http.Request) (postMessageReq
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		s.writeProblem(w, CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes), nil)
+		s.tooLarge(w)
 		return postMessageRequest{}, false
 	case err != nil:
 		problems = []fieldProblem{{Detail: err.Error()}}
@@ -183,6 +194,11 @@ func (s *service) decode(w http.ResponseWriter, r *http.Request) (postMessageReq
 		return postMessageRequest{}, false
 	}
 	return req, true
+}
+
+// tooLarge answers 413 payload_too_large.
+func (s *service) tooLarge(w http.ResponseWriter) {
+	s.writeProblem(w, CodePayloadTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes), nil)
 }
 
 // admission is one POST at the queue: what it asks for, and what became of
@@ -277,13 +293,8 @@ func isJSON(contentType string) bool {
 // object. It returns the field problems found, or an error when the body is
 // not one JSON object at all.
 func decodePostMessage(w http.ResponseWriter, r *http.Request) (postMessageRequest, []fieldProblem, error) {
-	if r.ContentLength > maxBodyBytes {
-		// Said up front: refuse before reading, before net/http tells an
-		// Expect: 100-continue client to go ahead and send it all.
-		return postMessageRequest{}, nil, &http.MaxBytesError{Limit: maxBodyBytes}
-	}
 	var buf bytes.Buffer
-	if n := r.ContentLength; n > 0 {
+	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
 		buf.Grow(int(n))
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes)); err != nil {
@@ -303,6 +314,10 @@ func decodePostMessage(w http.ResponseWriter, r *http.Request) (postMessageReque
 	}
 	return req, problems, nil
 }
+
+// maxListed is how many unknown fields a 400 names before it only counts
+// them.
+const maxListed = 10
 
 // postFields are the members of POST /messages, in the order problems
 // about them are listed.
@@ -331,6 +346,7 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 	var values [len(postFields)]*string // nil: missing, or not a string
 	var seen [len(postFields)]bool
 	var unknown, repeated []string
+	unlisted := 0 // unknown names past maxListed
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -352,8 +368,10 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 			if !slices.Contains(repeated, name) {
 				repeated = append(repeated, name)
 			}
-		default:
+		case len(unknown) < maxListed:
 			unknown = append(unknown, name)
+		default:
+			unlisted++ // an answer need not list a flood of names
 		}
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
@@ -378,6 +396,9 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 	slices.Sort(unknown)
 	for _, name := range unknown {
 		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("unknown field %q", name)})
+	}
+	if unlisted > 0 {
+		problems = append(problems, fieldProblem{Detail: fmt.Sprintf("and %d more unknown fields", unlisted)})
 	}
 	for _, name := range repeated {
 		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("field %q is given more than once", name)})

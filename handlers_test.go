@@ -43,6 +43,10 @@ func TestPostMessageRejectsBadInputWithProblemDetails(t *testing.T) {
 		{"a field given twice", "application/json", `{"destination":"a","body":"a","body":"b"}`, 400, "invalid_request", []string{"body"}},
 		{"body over 64 KiB", "application/json", `{"destination":"a","body":"` + strings.Repeat("x", 64<<10) + `"}`, 413, "payload_too_large", nil},
 		{"body over 64 KiB that is not JSON", "application/json", strings.Repeat("a", 1<<20), 413, "payload_too_large", nil},
+		{"body over 64 KiB with a content type that is not JSON either", "text/plain", strings.Repeat("a", 200<<10), 413, "payload_too_large", nil},
+		{"a flood of unknown fields: ten are named, the rest counted", "application/json",
+			`{"destination":"a","body":"b",` + manyFields(500) + `}`, 400, "invalid_request",
+			[]string{"f000", "f001", "f002", "f003", "f004", "f005", "f006", "f007", "f008", "f009", "<nil>"}},
 		{"form content type (curl -d)", "application/x-www-form-urlencoded", `{"destination":"a","body":"b"}`, 415, "unsupported_media_type", nil},
 		{"text/plain", "text/plain", `{"destination":"a","body":"b"}`, 415, "unsupported_media_type", nil},
 		{"unparsable content type", "application/", `{"destination":"a","body":"b"}`, 415, "unsupported_media_type", nil},
@@ -64,7 +68,7 @@ func TestPostMessageRejectsBadInputWithProblemDetails(t *testing.T) {
 					t.Errorf("errors fields: got %v, want %v", got, tt.wantFields)
 				}
 				for _, f := range tt.wantFields {
-					if !strings.Contains(r.body["detail"].(string), f) {
+					if f != "<nil>" && !strings.Contains(r.body["detail"].(string), f) {
 						t.Errorf("detail %q does not name field %q", r.body["detail"], f)
 					}
 				}
@@ -391,4 +395,13 @@ func TestConcurrentPostsNeverOverfillTheQueue(t *testing.T) {
 	if hz := s.do(http.MethodGet, "/healthz", "", ""); hz.status != 200 {
 		t.Errorf("/healthz while full: got %d, want 200", hz.status)
 	}
+}
+
+// manyFields is n unknown members, "f000":0 and on, comma-separated.
+func manyFields(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf(`"f%03d":%d`, i, i)
+	}
+	return strings.Join(parts, ",")
 }

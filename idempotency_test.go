@@ -101,6 +101,11 @@ func TestBadIdempotencyKeysAreRefused(t *testing.T) {
 	for _, key := range []string{strings.Repeat("k", 256), "has space", "tab\there"} {
 		checkProblem(t, s.postKeyed(key, "d", "b"), 400, "invalid_request")
 	}
+	t.Run("two keys are refused, not taken for the first", func(t *testing.T) {
+		r := s.doWith(http.MethodPost, "/messages", `{"destination":"d","body":"b"}`,
+			http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {"k1", "k2"}})
+		checkProblem(t, r, 400, "invalid_request")
+	})
 	t.Run("an empty key is refused, not taken for no key", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, s.url+"/messages", strings.NewReader(`{"destination":"d","body":"b"}`))
 		req.Header["Idempotency-Key"] = []string{""}

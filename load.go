@@ -470,7 +470,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&opt.RespectRetryAfter, "respect-retry-after", false, "after a 503, wait as Retry-After says before sending again")
 	fs.IntVar(&opt.Retries, "retries", 0, "re-send a message up to this many times after a 503 or no answer, with the same Idempotency-Key")
 	fs.BoolVar(&opt.AllowRemote, "allow-remote", false, "allow a -url that is not on this machine")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return exitOK // -h: the flags were printed
+	} else if err != nil {
 		return exitUsage
 	}
 	client, err := newLoadClient(opt)

@@ -124,6 +124,11 @@ var (
 // queue is closed and empty, errInterrupted when interrupt fires, or the
 // context's error.
 func (q *Queue) Take(ctx context.Context, interrupt <-chan struct{}) (*Delivery, error) {
+	// A select picks at random among ready cases: once ctx is done, take
+	// nothing more, rather than start what cannot be finished.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	select {
 	case d, ok := <-q.ch:
 		if !ok {

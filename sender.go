@@ -142,6 +142,10 @@ type Senders struct {
 // holds back at the default queue size, not enough to drown the log.
 const keptLinesPerSecond = 20
 
+// requeuePoll is how often a sender that kept a message, because the queue
+// was full when the circuit opened, tries again to put it back.
+const requeuePoll = 100 * time.Millisecond
+
 // minOpenPoll is the shortest wait between two tries of an open circuit,
 // so that a probe refused at the edge of its backoff cannot turn into a spin.
 const minOpenPoll = 5 * time.Millisecond
@@ -228,7 +232,11 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (pr
 		}
 		outcome, lastErr := p.attempt(ctx, d)
 		if outcome == "" {
-			return holdsProbe // aborted by shutdown: stays sending, listed as undelivered
+			// Aborted by shutdown: stays sending, listed as undelivered with
+			// its attempts, so a call that went out reads "may have been
+			// delivered".
+			p.store.Move(d.ID, StatusSending, d.Attempts, nil)
+			return holdsProbe
 		}
 		rule := outcome.rule()
 		wasOpen = rule.waits
@@ -293,18 +301,30 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe, wasOpe
 			// Half-open, or no room to put d back (the queue is full, or
 			// closed by shutdown): wait for the circuit to change or for the
 			// probe slot to be free, so that d gets its own probe even when
-			// the sender that held the slot had nothing to carry and left.
+			// the sender that held the slot had nothing to carry and left;
+			// and, while the queue is open, look again for room now and then,
+			// since nothing signals it.
 			p.store.Move(d.ID, StatusSending, d.Attempts, why)
 			p.kept(d, keptBySender, left)
 			var claim chan<- struct{}
+			var room <-chan time.Time
+			var poll *time.Timer
 			if !holdsProbe {
 				claim = p.probe
+				poll = time.NewTimer(requeuePoll)
+				room = poll.C
 			}
 			select {
 			case <-changed:
 			case claim <- struct{}{}:
 				holdsProbe = true
+			case <-room:
 			case <-ctx.Done():
+			}
+			if poll != nil {
+				poll.Stop()
+			}
+			if ctx.Err() != nil {
 				return false, holdsProbe
 			}
 		}
@@ -373,6 +393,9 @@ func waitFor(ctx context.Context, d time.Duration, changed <-chan struct{}) (boo
 func (p *Senders) attempt(ctx context.Context, d *Delivery) (Outcome, *AttemptError) {
 	start := time.Now()
 	err := p.breaker.Call(ctx, func(ctx context.Context) error {
+		if ctx.Err() != nil {
+			return errAborted // cut before it started: not an attempt
+		}
 		d.Attempts++
 		return p.client.Send(ctx, d)
 	}, func(err error) bool { return !errors.Is(err, errAborted) })

@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -300,7 +301,9 @@ func runMessageapp(ctx context.Context, args []string, getenv func(string) strin
 	flapHealthy := fs.Duration("flap-healthy", flapHealthyDefault, "time healthy in each flap cycle")
 	flapDegraded := fs.Duration("flap-degraded", flapDegradedDefault, "time degraded in each flap cycle")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed, for repeatable runs")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return exitOK // -h: the flags were printed
+	} else if err != nil {
 		return exitUsage
 	}
 	p, err := parseProfile(*profile)
