@@ -118,8 +118,8 @@ func TestEventStreamStartsWithHistoryThenSnapshotsAtTheInterval(t *testing.T) {
 	}
 
 	// A transition is pushed as it happens, not at the next tick.
-	a.queue.Offer(&Delivery{ID: "1"}, func() bool { return true })
-	a.queue.Offer(&Delivery{ID: "2"}, func() bool { return true })
+	a.queue.Offer(newDelivery("1", "", "", ""), func() bool { return true })
+	a.queue.Offer(newDelivery("2", "", "", ""), func() bool { return true })
 	for {
 		ev := next(t, events)
 		if ev.name == "transition" {

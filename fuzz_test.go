@@ -106,3 +106,55 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodePlainAgreesWithTheGeneralDecoder: whatever the fast decoder
+// accepts, the general one accepts too, with the same fields and no problem.
+func FuzzDecodePlainAgreesWithTheGeneralDecoder(f *testing.F) {
+	for _, b := range []string{
+		`{"destination":"+34600000000","body":"hi"}`,
+		` { "body" : "b" ,` + "\n\t" + `"destination":"d" } `,
+		`{"destination":"d","body":"b","body":"c"}`,
+		`{"destination":"d","destination":"e"}`,
+		`{"destination":"d\u0041","body":"b"}`,
+		`{"destination":"d","body":"caf` + "\xc3\xa9" + `"}`,
+		`{"destination":"d","body":"` + "\xff" + `"}`,
+		`{"destination":" ","body":"b"}`,
+		`{"destination":"d","body":"b"} {}`,
+		`{"Destination":"d","body":"b"}`,
+	} {
+		f.Add([]byte(b))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := decodePlain(b)
+		if !ok {
+			return
+		}
+		general, problems, err := decodeGeneral(b)
+		if err != nil || len(problems) > 0 || general != fast {
+			t.Fatalf("%q: fast decoder read %+v; general read %+v, %v, %v", b, fast, general, problems, err)
+		}
+	})
+}
+
+func TestDecodePlainTakesOnlyThePlainShape(t *testing.T) {
+	tests := []struct {
+		body string
+		want bool
+	}{
+		{`{"destination":"+34600000000","body":"hi"}`, true},
+		{` { "body" : "b" , "destination" : "d" } `, true},
+		{`{"destination":"d","body":"caf` + "\xc3\xa9" + `"}`, true},
+		{`{"destination":"d","body":"b","body":"c"}`, false},   // repeated: a 400
+		{`{"destination":"d","body":"b","x":1}`, false},        // unknown field: a 400
+		{`{"destination":"d\n","body":"b"}`, false},            // escaped: the general decoder unescapes
+		{`{"destination":"d","body":"` + "\xff" + `"}`, false}, // invalid UTF-8: replaced by the general decoder
+		{`{"destination":" ","body":"b"}`, false},              // blank: a 400
+		{`{"destination":"d","body":"b"} {}`, false},           // two values: a 400
+		{`{"destination":"d"}`, false},                         // missing: a 400
+	}
+	for _, tt := range tests {
+		if _, got := decodePlain([]byte(tt.body)); got != tt.want {
+			t.Errorf("%q: got %v, want %v", tt.body, got, tt.want)
+		}
+	}
+}

@@ -81,7 +81,7 @@ func TestBreakerOpenLinesAreBudgetedAndTheRestAccountedFor(t *testing.T) {
 
 	flood := make([]*Delivery, 100)
 	for i := range flood {
-		flood[i] = &Delivery{ID: "m" + strconv.Itoa(i)}
+		flood[i] = newDelivery("m"+strconv.Itoa(i), "", "", "")
 		p.kept(flood[i], keptInQueue, time.Second)
 		p.kept(flood[i], keptInQueue, time.Second) // the same period again: nothing
 	}

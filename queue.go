@@ -15,17 +15,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Delivery is one message on its way to messageapp. Whoever holds it (the
-// queue or one sender) owns it; the fields a sender changes are only touched
-// by that sender.
-type Delivery struct {
-	ID          string
-	Destination string
-	Body        string
-	Attempts    int
-	keptIn      uint64 // the circuit's open period in which breaker_open was last logged for it
-}
-
 // Queue is a buffered channel of deliveries guarded by a watermark: offers
 // are refused from the moment the depth reaches max until it falls to the
 // recovery threshold.

@@ -19,7 +19,9 @@ func newTestQueue(max, recovery int) (*Queue, *logBuffer) {
 	return NewQueue(max, recovery, zerolog.New(logs), observers(nil), time.Now), logs
 }
 
-func offer(q *Queue, id string) bool { return q.Offer(&Delivery{ID: id}, func() bool { return true }) }
+func offer(q *Queue, id string) bool {
+	return q.Offer(newDelivery(id, "", "", ""), func() bool { return true })
+}
 
 func take(t *testing.T, q *Queue) *Delivery {
 	t.Helper()
@@ -145,7 +147,7 @@ func TestRequeueIgnoresAcceptingButNeverExceedsMax(t *testing.T) {
 	if !q.Requeue(d, func() {}) {
 		t.Fatal("requeue with room: refused")
 	}
-	if q.Requeue(&Delivery{ID: "c"}, func() {}) {
+	if q.Requeue(newDelivery("c", "", "", ""), func() {}) {
 		t.Error("requeue into a full queue: accepted, want refused")
 	}
 	if q.Depth() != 2 {
@@ -157,7 +159,7 @@ func TestCloseDrainsThenReportsDrained(t *testing.T) {
 	q, _ := newTestQueue(3, 1)
 	offer(q, "a")
 	q.Close()
-	if offer(q, "b") || q.Requeue(&Delivery{ID: "c"}, func() {}) {
+	if offer(q, "b") || q.Requeue(newDelivery("c", "", "", ""), func() {}) {
 		t.Error("closed queue took a delivery")
 	}
 	select {
@@ -165,8 +167,8 @@ func TestCloseDrainsThenReportsDrained(t *testing.T) {
 		t.Fatal("drained while a delivery is still queued")
 	default:
 	}
-	if d := take(t, q); d.ID != "a" {
-		t.Errorf("took %s, want a", d.ID)
+	if d := take(t, q); d.ID() != "a" {
+		t.Errorf("took %s, want a", d.ID())
 	}
 	<-q.Drained()
 	if _, err := q.Take(context.Background(), nil); !errors.Is(err, errQueueDrained) {

@@ -64,7 +64,7 @@ type sendRequest struct {
 func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	payload, err := json.Marshal(sendRequest{Destination: d.Destination, Body: d.Body})
+	payload, err := json.Marshal(sendRequest{Destination: d.Destination(), Body: d.Body()})
 	if err != nil {
 		return &AttemptError{Kind: OutcomeUnreachable, Detail: "encode message: " + err.Error()}
 	}
@@ -223,7 +223,7 @@ func (p *Senders) next(ctx context.Context) (d *Delivery, holdsProbe bool, ok bo
 // or ctx ends. holdsProbe says whether this sender holds the probe slot;
 // deliver may acquire it, and the caller releases it.
 func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (probeHeld bool) {
-	p.store.Move(d.ID, StatusSending, d.Attempts, nil)
+	p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
 	wasOpen := false
 	for {
 		var ready bool
@@ -235,17 +235,17 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (pr
 			// Aborted by shutdown: stays sending, listed as undelivered with
 			// its attempts, so a call that went out reads "may have been
 			// delivered".
-			p.store.Move(d.ID, StatusSending, d.Attempts, nil)
+			p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
 			return holdsProbe
 		}
 		rule := outcome.rule()
 		wasOpen = rule.waits
 		switch {
 		case rule.waits: // awaitTurn keeps it until the circuit lets it go
-		case rule.retryable && d.Attempts < p.maxAttempts:
-			p.store.Move(d.ID, StatusSending, d.Attempts, lastErr)
+		case rule.retryable && int(d.Attempts) < p.maxAttempts:
+			p.store.Move(d.ID(), StatusSending, int(d.Attempts), lastErr)
 		default:
-			p.store.Move(d.ID, rule.final, d.Attempts, lastErr)
+			p.store.Move(d.ID(), rule.final, int(d.Attempts), lastErr)
 			return holdsProbe
 		}
 	}
@@ -280,7 +280,7 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe, wasOpe
 			if left <= 0 {
 				return true, holdsProbe
 			}
-			p.store.Move(d.ID, StatusSending, d.Attempts, why)
+			p.store.Move(d.ID(), StatusSending, int(d.Attempts), why)
 			p.kept(d, keptForProbe, left)
 			// A millisecond past the library's strict "since > backoff".
 			due, err := waitFor(ctx, left+time.Millisecond, changed)
@@ -293,7 +293,7 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe, wasOpe
 		case !holdsProbe && p.queue.Requeue(d, func() {
 			// Under the queue's lock, before another sender can take d:
 			// once Requeue returns, d is no longer this sender's to touch.
-			p.store.Move(d.ID, StatusQueued, d.Attempts, why)
+			p.store.Move(d.ID(), StatusQueued, int(d.Attempts), why)
 			p.kept(d, keptInQueue, left)
 		}):
 			return false, holdsProbe
@@ -304,7 +304,7 @@ func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe, wasOpe
 			// the sender that held the slot had nothing to carry and left;
 			// and, while the queue is open, look again for room now and then,
 			// since nothing signals it.
-			p.store.Move(d.ID, StatusSending, d.Attempts, why)
+			p.store.Move(d.ID(), StatusSending, int(d.Attempts), why)
 			p.kept(d, keptBySender, left)
 			var claim chan<- struct{}
 			var room <-chan time.Time
@@ -356,16 +356,16 @@ func keptError(state CircuitState, probeIn time.Duration) *AttemptError {
 // loop around it does meanwhile.
 func (p *Senders) kept(d *Delivery, then string, probeIn time.Duration) {
 	period := p.breaker.OpenPeriod()
-	if d.keptIn == period {
+	if d.keptIn == uint32(period) {
 		return
 	}
-	d.keptIn = period
+	d.keptIn = uint32(period)
 	p.obs.Attempted(OutcomeBreakerOpen, 0)
 	if !p.keptLines.Allow() {
 		p.keptUnlogged.Add(1)
 		return
 	}
-	ev := p.log.WithLevel(OutcomeBreakerOpen.rule().level).Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(OutcomeBreakerOpen)).
+	ev := p.log.WithLevel(OutcomeBreakerOpen.rule().level).Str("id", d.ID()).Int("attempt", int(d.Attempts)).Str("outcome", string(OutcomeBreakerOpen)).
 		Str("then", then).Int64("probe_in_ms", probeIn.Milliseconds())
 	if n := p.keptUnlogged.Swap(0); n > 0 {
 		ev = ev.Int64("unlogged_before", n)
@@ -413,7 +413,7 @@ func (p *Senders) attempt(ctx context.Context, d *Delivery) (Outcome, *AttemptEr
 			outcome = ae.Kind
 		}
 		p.obs.Attempted(outcome, elapsed)
-		ev := p.log.WithLevel(outcome.rule().level).Str("id", d.ID).Int("attempt", d.Attempts).Str("outcome", string(outcome)).
+		ev := p.log.WithLevel(outcome.rule().level).Str("id", d.ID()).Int("attempt", int(d.Attempts)).Str("outcome", string(outcome)).
 			Int64("duration_ms", elapsed.Milliseconds())
 		if ae != nil {
 			ev = ev.Str("error", ae.Detail)
@@ -424,7 +424,7 @@ func (p *Senders) attempt(ctx context.Context, d *Delivery) (Outcome, *AttemptEr
 		ev.Msg(p.texts[outcome])
 		return outcome, ae
 	default:
-		p.log.Warn().Str("id", d.ID).Int("attempt", d.Attempts).Err(err).
+		p.log.Warn().Str("id", d.ID()).Int("attempt", int(d.Attempts)).Err(err).
 			Int64("duration_ms", elapsed.Milliseconds()).Msg("attempt cut short by shutdown")
 		return "", nil
 	}

@@ -389,8 +389,7 @@ func TestMessageHeldDuringShutdownGetsItsOwnProbeWhenTheSlotFrees(t *testing.T) 
 	}
 	q.Close()
 	p.probe <- struct{}{} // another sender holds the slot
-	store.Add("held", "d", "b", "")
-	d := &Delivery{ID: "held", Destination: "d", Body: "b"}
+	d := store.Add("held", "d", "b", "")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

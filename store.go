@@ -4,9 +4,14 @@ package main
 // /status reports. Every change to a message and its counter happens under
 // one lock, so accepted == queued + sending + sent + failed + timeout holds
 // in every snapshot.
+//
+// A message costs one Delivery (the record, 80 bytes), one allocation for
+// its text (id, destination, body and key end to end) and one slot in the
+// index by id: no list elements, no per-message maps or timers. The README's
+// sizing section and memoryPerMessage hold the measured figures.
 
 import (
-	"container/list"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +28,19 @@ const (
 	StatusFailed  Status = "failed"
 	StatusTimeout Status = "timeout"
 )
+
+// statuses numbers the statuses for the record, which keeps one byte.
+var statuses = [...]Status{StatusQueued, StatusSending, StatusSent, StatusFailed, StatusTimeout}
+
+// statusIndex is s's place in statuses.
+func statusIndex(s Status) uint8 {
+	for i, st := range statuses {
+		if st == s {
+			return uint8(i)
+		}
+	}
+	panic("unknown status " + string(s))
+}
 
 // Final reports whether no further attempt will be made.
 func (s Status) Final() bool {
@@ -56,6 +74,73 @@ type AttemptError struct {
 
 func (e *AttemptError) Error() string { return string(e.Kind) + ": " + e.Detail }
 
+// Delivery is one accepted message: what the queue carries, what a sender
+// works on, and the store's record of it, in one allocation. Its fields are
+// laid out to fit the 80-byte size class; TestDeliveryFitsItsSizeClass
+// keeps them there.
+//
+// Ids are whatever string the caller gives (an xid, after REPLICA and a
+// dash when that is set): the store only compares and returns them.
+type Delivery struct {
+	// text is the id, destination, body and idempotency key end to end,
+	// set once; the lengths below cut it.
+	text string
+
+	// Guarded by the store's mu.
+	created, updated int64 // unix nanoseconds
+	lastErr          *AttemptError
+	prev, next       *Delivery // creation order: the store's list
+	nextFinished     *Delivery // finish order, oldest first: eviction's queue
+
+	destLen uint32
+	// keptIn is owned by the delivery's holder: the circuit's open period
+	// (truncated) in which breaker_open was last logged for it.
+	keptIn uint32
+	// Attempts is owned by the delivery's holder: calls made so far.
+	Attempts uint16
+	// storedAttempts is the attempt count GET shows, guarded by mu.
+	storedAttempts uint16
+	idLen, keyLen  uint8
+	status         uint8 // index in statuses, guarded by mu
+}
+
+// newDelivery builds a delivery whose strings share one allocation. Ids and
+// idempotency keys longer than 255 bytes do not fit and panic: courier's
+// ids are 20 bytes and the API refuses longer keys.
+func newDelivery(id, destination, body, key string) *Delivery {
+	if len(id) > 255 || len(key) > 255 {
+		panic("delivery id or key longer than 255 bytes")
+	}
+	var b strings.Builder
+	b.Grow(len(id) + len(destination) + len(body) + len(key))
+	b.WriteString(id)
+	b.WriteString(destination)
+	b.WriteString(body)
+	b.WriteString(key)
+	return &Delivery{text: b.String(), idLen: uint8(len(id)), destLen: uint32(len(destination)), keyLen: uint8(len(key))}
+}
+
+// ID is the message's id.
+func (d *Delivery) ID() string { return d.text[:d.idLen] }
+
+// Destination is where the message goes.
+func (d *Delivery) Destination() string { return d.text[d.idLen : uint32(d.idLen)+d.destLen] }
+
+// Body is what the message says.
+func (d *Delivery) Body() string {
+	return d.text[uint32(d.idLen)+d.destLen : len(d.text)-int(d.keyLen)]
+}
+
+// key is the Idempotency-Key the message was posted with, or empty.
+func (d *Delivery) key() string { return d.text[len(d.text)-int(d.keyLen):] }
+
+// message is d as GET shows it. Callers hold the store's mu.
+func (d *Delivery) message() Message {
+	return Message{ID: d.ID(), Destination: d.Destination(), Body: d.Body(), Status: statuses[d.status],
+		Attempts: int(d.storedAttempts), CreatedAt: time.Unix(0, d.created), UpdatedAt: time.Unix(0, d.updated),
+		LastError: d.lastErr}
+}
+
 // Counts are totals since start; see the store's invariant.
 type Counts struct {
 	Accepted int64 `json:"accepted"`
@@ -78,22 +163,18 @@ type Store struct {
 	retained int
 	now      func() time.Time
 
-	// mu guards everything below.
-	mu       sync.Mutex
-	byID     map[string]*storeEntry
-	byKey    map[string]*storeEntry // by Idempotency-Key; forgotten with its message
-	created  *list.List             // of *storeEntry, in creation order
-	finished *list.List             // of *storeEntry, in the order they finished
-	counts   Counts
+	// mu guards everything below and the store's fields of every
+	// delivery it holds.
+	mu             sync.Mutex
+	byID           map[string]*Delivery
+	byKey          map[string]*Delivery // by Idempotency-Key; forgotten with its message
+	oldest, newest *Delivery            // the list in creation order
+	finishedFirst  *Delivery            // the finished, in the order they finished
+	finishedLast   *Delivery
+	finished       int
+	counts         Counts
 
 	rejected atomic.Int64
-}
-
-type storeEntry struct {
-	msg      Message
-	key      string // Idempotency-Key, if the POST had one
-	created  *list.Element
-	finished *list.Element
 }
 
 // NewStore makes an empty store.
@@ -101,25 +182,35 @@ func NewStore(retained int, now func() time.Time) *Store {
 	return &Store{
 		retained: retained,
 		now:      now,
-		byID:     make(map[string]*storeEntry),
-		byKey:    make(map[string]*storeEntry),
-		created:  list.New(),
-		finished: list.New(),
+		byID:     make(map[string]*Delivery),
+		byKey:    make(map[string]*Delivery),
 	}
 }
 
 // Add records a newly accepted message as queued, under idempotency key if
-// one is given.
-func (s *Store) Add(id, destination, body, key string) {
-	now := s.now()
+// one is given, and returns its delivery.
+func (s *Store) Add(id, destination, body, key string) *Delivery {
+	d := newDelivery(id, destination, body, key)
+	s.Insert(d)
+	return d
+}
+
+// Insert records d, newly accepted, as queued.
+func (s *Store) Insert(d *Delivery) {
+	now := s.now().UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := &storeEntry{key: key, msg: Message{ID: id, Destination: destination, Body: body,
-		Status: StatusQueued, CreatedAt: now, UpdatedAt: now}}
-	e.created = s.created.PushBack(e)
-	s.byID[id] = e
-	if key != "" {
-		s.byKey[key] = e
+	d.created, d.updated, d.status = now, now, statusIndex(StatusQueued)
+	d.prev = s.newest
+	if s.newest != nil {
+		s.newest.next = d
+	} else {
+		s.oldest = d
+	}
+	s.newest = d
+	s.byID[d.ID()] = d
+	if d.keyLen > 0 {
+		s.byKey[d.key()] = d
 	}
 	s.counts.Accepted++
 	s.counts.Queued++
@@ -147,14 +238,14 @@ func (s *Store) HasKey(key string) bool {
 func (s *Store) LookupKey(key, destination, body string) (KeyUse, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.byKey[key]
+	d, ok := s.byKey[key]
 	switch {
 	case !ok:
 		return KeyUnused, ""
-	case e.msg.Destination == destination && e.msg.Body == body:
-		return KeySame, e.msg.ID
+	case d.Destination() == destination && d.Body() == body:
+		return KeySame, d.ID()
 	default:
-		return KeyConflict, e.msg.ID
+		return KeyConflict, d.ID()
 	}
 }
 
@@ -167,32 +258,64 @@ func (s *Store) Reject() { s.rejected.Add(1) }
 // count and last error so far. Moving to a final status may evict the oldest
 // finished message.
 func (s *Store) Move(id string, to Status, attempts int, lastErr *AttemptError) {
-	now := s.now()
+	now := s.now().UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.byID[id]
-	if !ok || e.msg.Status.Final() {
+	d, ok := s.byID[id]
+	if !ok || statuses[d.status].Final() {
 		return
 	}
-	s.count(e.msg.Status, -1)
+	s.count(statuses[d.status], -1)
 	s.count(to, +1)
-	e.msg.Status = to
-	e.msg.Attempts = attempts
-	e.msg.UpdatedAt = now
+	d.status = statusIndex(to)
+	d.storedAttempts = uint16(min(attempts, 1<<16-1))
+	d.updated = now
 	if lastErr != nil {
-		e.msg.LastError = lastErr
+		d.lastErr = lastErr
 	}
 	if to.Final() {
-		e.finished = s.finished.PushBack(e)
-		for s.finished.Len() > s.retained {
-			old := s.finished.Remove(s.finished.Front()).(*storeEntry)
-			s.created.Remove(old.created)
-			delete(s.byID, old.msg.ID)
-			if old.key != "" {
-				delete(s.byKey, old.key)
-			}
+		s.finish(d)
+	}
+}
+
+// finish appends d to the finished and evicts the oldest of them beyond
+// the retained number. Callers hold mu.
+func (s *Store) finish(d *Delivery) {
+	if s.finishedLast != nil {
+		s.finishedLast.nextFinished = d
+	} else {
+		s.finishedFirst = d
+	}
+	s.finishedLast = d
+	s.finished++
+	for s.finished > s.retained {
+		old := s.finishedFirst
+		s.finishedFirst = old.nextFinished
+		if s.finishedFirst == nil {
+			s.finishedLast = nil
+		}
+		s.finished--
+		s.unlink(old)
+		delete(s.byID, old.ID())
+		if old.keyLen > 0 {
+			delete(s.byKey, old.key())
 		}
 	}
+}
+
+// unlink takes d out of the creation-order list. Callers hold mu.
+func (s *Store) unlink(d *Delivery) {
+	if d.prev != nil {
+		d.prev.next = d.next
+	} else {
+		s.oldest = d.next
+	}
+	if d.next != nil {
+		d.next.prev = d.prev
+	} else {
+		s.newest = d.prev
+	}
+	d.prev, d.next, d.nextFinished = nil, nil, nil
 }
 
 func (s *Store) count(st Status, d int64) {
@@ -214,11 +337,11 @@ func (s *Store) count(st Status, d int64) {
 func (s *Store) Get(id string) (Message, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.byID[id]
+	d, ok := s.byID[id]
 	if !ok {
 		return Message{}, false
 	}
-	return e.msg, true
+	return d.message(), true
 }
 
 // List returns up to limit messages, newest first, optionally only those
@@ -226,11 +349,10 @@ func (s *Store) Get(id string) (Message, bool) {
 func (s *Store) List(limit int, status Status) []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Message, 0, min(limit, s.created.Len()))
-	for el := s.created.Back(); el != nil && len(out) < limit; el = el.Prev() {
-		m := el.Value.(*storeEntry).msg
-		if status == "" || m.Status == status {
-			out = append(out, m)
+	out := make([]Message, 0, min(limit, len(s.byID)))
+	for d := s.newest; d != nil && len(out) < limit; d = d.prev {
+		if status == "" || statuses[d.status] == status {
+			out = append(out, d.message())
 		}
 	}
 	return out
@@ -241,9 +363,9 @@ func (s *Store) Unfinished() []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Message
-	for el := s.created.Front(); el != nil; el = el.Next() {
-		if m := el.Value.(*storeEntry).msg; !m.Status.Final() {
-			out = append(out, m)
+	for d := s.oldest; d != nil; d = d.next {
+		if !statuses[d.status].Final() {
+			out = append(out, d.message())
 		}
 	}
 	return out
