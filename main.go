@@ -225,6 +225,7 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	in.senders.Start(sendCtx)
 	go svc.hub.Run(in.stopHub)
 	go func() { in.serveErr <- in.srv.Serve(ln) }()
+	logMemoryBudget(log, cfg, readMemoryLimits(os.ReadFile))
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
 		Str("dashboard", "http://localhost:"+port+"/").

@@ -7,6 +7,7 @@ package main
 
 import (
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -82,7 +83,10 @@ func NewMetrics(timeout time.Duration, snapshot func() statusResponse) *Metrics 
 	m.registry.MustRegister(
 		m.queueTransitions, m.circuitTransitions, m.attempts, m.attemptDuration, m.rejected, m.httpDuration,
 		stateCollector{snapshot},
-		collectors.NewGoCollector(),
+		// The live heap as of the last collection (go_gc_heap_live_bytes)
+		// is what each held message costs; README's sizing reads it.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m

@@ -1,0 +1,122 @@
+package main
+
+// sizing.go works out how much memory courier's configuration lets its
+// messages take, logs it at start-up, and warns when that is more than
+// GOMEMLIMIT or the machine (its cgroup, where one limits it) allows.
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"github.com/rs/zerolog"
+)
+
+// What one message costs in live heap beyond its payload (destination,
+// body and idempotency key): the record, the 20-byte id, the allocator's
+// rounding, a slot in the index by id and, for a queued one, its queue
+// slot. `go run ./bench -only memory` measured 198 to 224 bytes in all per
+// queued message and 207 to 216 per retained one with 56-byte payloads, the
+// spread being where the index is in its growth; these are the upper ends.
+// README's sizing section shows the runs.
+const (
+	heapPerQueued   = 170
+	heapPerRetained = 160
+)
+
+// Payload sizes for the estimates: the bench's message, and the largest a
+// POST can carry. A payload over 32 KiB is allocated in whole 8 KiB
+// pages, so a 64 KiB body with its id and key takes nine.
+const (
+	typicalPayload = 56
+	worstPayload   = 9 * 8 << 10
+)
+
+// memoryLimits are the ceilings courier's memory runs into.
+type memoryLimits struct {
+	goMemLimit    int64  // GOMEMLIMIT; math.MaxInt64 when unset
+	machine       int64  // the cgroup's memory.max, or MemTotal; 0 when unknown
+	machineSource string // where machine came from
+}
+
+// readMemoryLimits reads GOMEMLIMIT from the runtime, and the machine's
+// memory from cgroup v2's memory.max when it sets one, else from
+// /proc/meminfo. readFile is os.ReadFile but for tests.
+func readMemoryLimits(readFile func(string) ([]byte, error)) memoryLimits {
+	lim := memoryLimits{goMemLimit: debug.SetMemoryLimit(-1)}
+	if b, err := readFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
+			lim.machine, lim.machineSource = n, "cgroup memory.max"
+			return lim
+		}
+	}
+	if b, err := readFile("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+				if f := strings.Fields(rest); len(f) == 2 && f[1] == "kB" {
+					if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+						lim.machine, lim.machineSource = kb<<10, "MemTotal"
+					}
+				}
+			}
+		}
+	}
+	return lim
+}
+
+// messageMemory is the live heap held by a full queue and a full
+// retention, each message carrying payload bytes.
+func messageMemory(cfg config, payload int64) int64 {
+	return int64(cfg.QueueMaxSize)*(heapPerQueued+payload) + int64(cfg.MessagesRetained)*(heapPerRetained+payload)
+}
+
+// logMemoryBudget says what the configuration lets messages cost, and
+// warns when the worst case is more than GOMEMLIMIT or the machine allows.
+func logMemoryBudget(log zerolog.Logger, cfg config, lim memoryLimits) {
+	typical, worst := messageMemory(cfg, typicalPayload), messageMemory(cfg, worstPayload)
+	ev := log.Info().Str("event", "memory_budget").Int("queue_max_size", cfg.QueueMaxSize).
+		Int("messages_retained", cfg.MessagesRetained).Int64("typical_bytes", typical).Int64("worst_case_bytes", worst)
+	if lim.goMemLimit != math.MaxInt64 {
+		ev = ev.Int64("gomemlimit_bytes", lim.goMemLimit)
+	}
+	if lim.machine > 0 {
+		ev = ev.Int64("machine_bytes", lim.machine).Str("machine_source", lim.machineSource)
+	}
+	ev.Msg(fmt.Sprintf("messages may hold %s of heap with %d-byte payloads, %s at the 64 KiB limit (a full queue and a full retention)",
+		byteSize(typical), typicalPayload, byteSize(worst)))
+
+	limit, name := lim.machine, "the machine's memory ("+lim.machineSource+")"
+	if lim.goMemLimit < limit || limit <= 0 {
+		limit, name = lim.goMemLimit, "GOMEMLIMIT"
+	}
+	if limit <= 0 || limit == math.MaxInt64 || worst <= limit {
+		return
+	}
+	what := "64 KiB messages"
+	if typical > limit {
+		what = "even " + strconv.Itoa(typicalPayload) + "-byte messages"
+	}
+	log.Warn().Str("event", "memory_at_risk").Int64("worst_case_bytes", worst).Int64("typical_bytes", typical).
+		Int64("limit_bytes", limit).Str("limit", name).
+		Msg(fmt.Sprintf("a full queue and retention of %s would need more than %s (%s): lower QUEUE_MAX_SIZE or MESSAGES_RETAINED, or give courier more memory",
+			what, name, byteSize(limit)))
+}
+
+// byteSize writes n in the largest binary unit that keeps it at least one.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
