@@ -7,7 +7,9 @@
 // messageapp, against a server that forwards each request synchronously.
 // Shedding: courier with the queue full and the circuit open, against a
 // server that decodes and answers 202. Memory: courier's RSS and goroutines
-// while clients flood it and messageapp hangs. Timeouts: how close to
+// while clients flood it and messageapp hangs, then the live heap each
+// message costs, queued and retained, at 10 000, 100 000 and 1 000 000
+// messages (-short stops at 100 000). Timeouts: how close to
 // MESSAGEAPP_TIMEOUT a hanging call is abandoned, and that no connection
 // is left behind. Replicas: three couriers behind HAProxy (haproxy.cfg)
 // against one courier direct, delivered messages per second.
