@@ -158,3 +158,37 @@ func TestDecodePlainTakesOnlyThePlainShape(t *testing.T) {
 		}
 	}
 }
+
+// FuzzEncodeSendRequestIsJSONMarshal: the body courier sends messageapp is
+// byte for byte what json.Marshal gives, on the fast path or off it.
+func FuzzEncodeSendRequestIsJSONMarshal(f *testing.F) {
+	for _, s := range [][2]string{
+		{"+34600000000", "a message of a usual size"},
+		{"d", `say "hi"`},
+		{"d", "tab\there"},
+		{"d", "<b>&amp;</b>"},
+		{"d", "café ☕"},
+		{"d", "\xff"},
+		{"d", "\u2028"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, destination, body string) {
+		want, _ := json.Marshal(sendRequest{Destination: destination, Body: body})
+		got, err := encodeSendRequest(newDelivery("id", destination, body, ""))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("got %s, %v; want %s", got, err, want)
+		}
+	})
+}
+
+func TestThe202BodyIsWhatTheJSONEncoderWrites(t *testing.T) {
+	for _, id := range []string{"d4jq2bhksducd034pvm0", "c2-d4jq2bhksducd034pvm0"} {
+		rec := httptest.NewRecorder()
+		writeJSON(rec, http.StatusAccepted, postMessageResponse{ID: id, Status: StatusQueued})
+		b, ok := appendPlainJSONString([]byte(`{"id":`), id)
+		if got := string(append(b, `,"status":"queued"}`+"\n"...)); !ok || got != rec.Body.String() {
+			t.Errorf("id %s: got %q (%v), want %q", id, got, ok, rec.Body.String())
+		}
+	}
+}

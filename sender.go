@@ -59,12 +59,27 @@ type sendRequest struct {
 	Body        string `json:"body"`
 }
 
+// encodeSendRequest is d's body for messageapp, the bytes json.Marshal of a
+// sendRequest gives, built directly when its strings need no escaping (the
+// usual message), through json.Marshal otherwise.
+func encodeSendRequest(d *Delivery) ([]byte, error) {
+	dst := make([]byte, 0, len(`{"destination":"","body":""}`)+len(d.Destination())+len(d.Body()))
+	dst, ok := appendPlainJSONString(append(dst, `{"destination":`...), d.Destination())
+	if ok {
+		dst, ok = appendPlainJSONString(append(dst, `,"body":`...), d.Body())
+	}
+	if !ok {
+		return json.Marshal(sendRequest{Destination: d.Destination(), Body: d.Body()})
+	}
+	return append(dst, '}'), nil
+}
+
 // Send makes one call with a deadline of the configured timeout. When the
 // deadline passes, the request and its connection are abandoned.
 func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	payload, err := json.Marshal(sendRequest{Destination: d.Destination(), Body: d.Body()})
+	payload, err := encodeSendRequest(d)
 	if err != nil {
 		return &AttemptError{Kind: OutcomeUnreachable, Detail: "encode message: " + err.Error()}
 	}
