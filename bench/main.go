@@ -141,7 +141,8 @@ type fakeApp struct {
 	open        atomic.Int64 // connections open right now
 	inflight    atomic.Int64 // calls being answered right now
 	maxInflight atomic.Int64
-	mode        string // "ok", "down" or "hang"
+	mode        string       // "ok", "down" or "hang"
+	delay       atomic.Int64 // how long "ok" takes to answer, in nanoseconds
 }
 
 func startApp(mode string) (*fakeApp, error) {
@@ -160,6 +161,9 @@ func startApp(mode string) (*fakeApp, error) {
 			}
 			switch a.mode {
 			case "ok":
+				if d := a.delay.Load(); d > 0 {
+					time.Sleep(time.Duration(d)) // a slow messageapp, as the scenario asks
+				}
 				io.WriteString(w, "OK")
 			case "down":
 				http.Error(w, "down", http.StatusInternalServerError)
@@ -865,10 +869,13 @@ func benchPerMessage(rep *report, dir, courierBin string, sizes []int) error {
 		if err != nil {
 			return err
 		}
-		// The first thousand messages warm courier up (for "retained",
-		// each sender's connection and its buffers): the cost per message
-		// is counted from there.
+		// The first thousand messages warm courier up, and, for
+		// "retained", through a messageapp slow enough that every sender
+		// is busy at once and opens its connection (8 KiB of buffers
+		// each): the cost per message is counted from there.
+		sink.delay.Store(int64(50 * time.Millisecond))
 		warm, err := c.fill(k.name, 1000)
+		sink.delay.Store(0)
 		if err != nil {
 			c.stop()
 			return err
