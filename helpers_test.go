@@ -285,6 +285,19 @@ func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *
 	return s
 }
 
+// startStuckCourier starts courier with one sender whose call to a hanging
+// messageapp never ends, and a one-second drain: whatever is posted after
+// the first message stays queued through shutdown.
+func startStuckCourier(t *testing.T) *testCourier {
+	t.Helper()
+	app := newFakeMessageapp(t, modeHang)
+	env := baseEnv(app.URL())
+	env["SENDERS"] = "1"
+	env["MESSAGEAPP_TIMEOUT"] = "1m"
+	env["SHUTDOWN_TIMEOUT"] = "1s"
+	return startService(t, env)
+}
+
 // freePort is a loopback TCP port nothing listens on right now (for a
 // server that cannot listen on port 0 and say which port it got).
 func freePort(t *testing.T) string {

@@ -138,12 +138,7 @@ func TestKeysAreForgottenWithTheirMessages(t *testing.T) {
 }
 
 func TestRetryOfAnAcceptedMessageIsAnsweredWhileShuttingDown(t *testing.T) {
-	app := newFakeMessageapp(t, modeHang)
-	env := baseEnv(app.URL())
-	env["SENDERS"] = "1"
-	env["MESSAGEAPP_TIMEOUT"] = "1m"
-	env["SHUTDOWN_TIMEOUT"] = "1s"
-	s := startService(t, env)
+	s := startStuckCourier(t)
 	first := s.postKeyed("order-7", "d", "hello")
 	id, _ := first.body["id"].(string)
 	exit := make(chan int, 1)

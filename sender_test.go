@@ -249,12 +249,7 @@ func TestShutdownDrainsTheQueue(t *testing.T) {
 }
 
 func TestShutdownRefusesNewMessagesAndListsUndelivered(t *testing.T) {
-	app := newFakeMessageapp(t, modeHang)
-	env := baseEnv(app.URL())
-	env["SENDERS"] = "1"
-	env["MESSAGEAPP_TIMEOUT"] = "1m"
-	env["SHUTDOWN_TIMEOUT"] = "1s"
-	s := startService(t, env)
+	s := startStuckCourier(t)
 	var ids []string
 	for i := range 4 {
 		ids = append(ids, s.post("d", strconv.Itoa(i)).body["id"].(string))
