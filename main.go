@@ -227,11 +227,14 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	go func() { in.serveErr <- in.srv.Serve(ln) }()
 	logMemoryBudget(log, cfg, readMemoryLimits(os.ReadFile))
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
+	ev := log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
 		Str("dashboard", "http://localhost:"+port+"/").
 		Str("messageapp_url", cfg.MessageappURL).Int("queue_max_size", cfg.QueueMaxSize).
-		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders).Str("replica", cfg.Replica).
-		Msg("courier is listening; the live dashboard is at the dashboard URL")
+		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders)
+	if cfg.Replica != "" {
+		ev = ev.Str("replica", cfg.Replica)
+	}
+	ev.Msg("courier is listening; the live dashboard is at the dashboard URL")
 	return in
 }
 
