@@ -1,0 +1,268 @@
+package main
+
+// body.go reads POST /messages bodies: the usual one straight from its
+// bytes, any other through encoding/json member by member, with a clear
+// sentence for what is wrong. Its plain-string helpers also write the JSON
+// courier builds by hand (the 202, messageapp's request).
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// decodePostMessage reads the whole body, at most maxBodyBytes of it (a
+// larger body is a *http.MaxBytesError whatever it holds), then one JSON
+// object. It returns the field problems found, or an error when the body is
+// not one JSON object at all.
+func decodePostMessage(w http.ResponseWriter, r *http.Request) (postMessageRequest, []fieldProblem, error) {
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= maxBodyBytes {
+		// ReadFrom wants MinRead bytes free before each read: with them,
+		// a body of known length takes one allocation.
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes)); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return postMessageRequest{}, nil, err
+		}
+		return postMessageRequest{}, nil, fmt.Errorf("unreadable request body: %v", err)
+	}
+	if req, ok := decodePlain(buf.Bytes()); ok {
+		return req, nil, nil
+	}
+	return decodeGeneral(buf.Bytes())
+}
+
+// decodeGeneral reads any body: one JSON object, its field problems, or an
+// error when it is not one JSON object at all.
+func decodeGeneral(b []byte) (postMessageRequest, []fieldProblem, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	req, problems, err := decodeObject(dec)
+	if err != nil {
+		return postMessageRequest{}, nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return postMessageRequest{}, nil, errors.New("request body must hold exactly one JSON object")
+	}
+	return req, problems, nil
+}
+
+// maxListed is how many unknown fields a 400 names before it only counts
+// them.
+const maxListed = 10
+
+// postFields are the members of POST /messages, in the order problems
+// about them are listed.
+var postFields = [...]string{"destination", "body"}
+
+// decodeObject reads one JSON object member by member, straight into the
+// request, and returns a problem for each missing, non-string or empty
+// field, then each unknown one (sorted), then each given more than once
+// (which of two values a client meant is not for courier to guess). Its
+// error says why the body is not a JSON object at all.
+func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return postMessageRequest{}, nil, jsonProblem(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return postMessageRequest{}, nil, fmt.Errorf("request body must be a JSON object, not %s", jsonKind(tok))
+	}
+	// Past the opening brace, the end of the body is always too early.
+	inside := func(err error) error {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return jsonProblem(err)
+	}
+	var values [len(postFields)]*string // nil: missing, or not a string
+	var seen [len(postFields)]bool
+	var unknown, repeated []string
+	unlisted := 0 // unknown names past maxListed
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return postMessageRequest{}, nil, inside(err)
+		}
+		name, _ := tok.(string) // inside an object the decoder yields only names here
+		i := slices.Index(postFields[:], name)
+		switch {
+		case i >= 0 && !seen[i]:
+			seen[i] = true
+			// A number, object or array is a type error after which the
+			// decoder goes on; null leaves values[i] nil.
+			var typ *json.UnmarshalTypeError
+			if err := dec.Decode(&values[i]); err != nil && !errors.As(err, &typ) {
+				return postMessageRequest{}, nil, inside(err)
+			}
+			continue
+		case i >= 0 || slices.Contains(unknown, name):
+			if !slices.Contains(repeated, name) {
+				repeated = append(repeated, name)
+			}
+		case len(unknown) < maxListed:
+			unknown = append(unknown, name)
+		default:
+			unlisted++ // an answer need not list a flood of names
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return postMessageRequest{}, nil, inside(err)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return postMessageRequest{}, nil, inside(err)
+	}
+
+	var problems []fieldProblem
+	for i, name := range postFields {
+		switch {
+		case !seen[i]:
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " is required"})
+		case values[i] == nil:
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " must be a string"})
+		case strings.TrimSpace(*values[i]) == "":
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " must not be empty"})
+		}
+	}
+	slices.Sort(unknown)
+	for _, name := range unknown {
+		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("unknown field %q", name)})
+	}
+	if unlisted > 0 {
+		problems = append(problems, fieldProblem{Detail: fmt.Sprintf("and %d more unknown fields", unlisted)})
+	}
+	for _, name := range repeated {
+		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("field %q is given more than once", name)})
+	}
+	if len(problems) > 0 {
+		return postMessageRequest{}, problems, nil
+	}
+	return postMessageRequest{Destination: *values[0], Body: *values[1]}, nil, nil
+}
+
+// jsonKind names the kind of JSON value that starts with tok.
+func jsonKind(tok json.Token) string {
+	switch tok.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case float64, json.Number:
+		return "a number"
+	case string:
+		return "a string"
+	default:
+		return "an array"
+	}
+}
+
+// jsonProblem turns a decoding error into a sentence for the client.
+func jsonProblem(err error) error {
+	var syntax *json.SyntaxError
+	switch {
+	case errors.Is(err, io.EOF):
+		return errors.New("request body is empty; send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("malformed JSON: the body ends before the object does")
+	case errors.As(err, &syntax):
+		return fmt.Errorf("malformed JSON at byte %d: %v", syntax.Offset, syntax)
+	default:
+		return fmt.Errorf("malformed JSON: %v", err)
+	}
+}
+
+// decodePlain reads the body nearly every client sends,
+// {"destination":"...","body":"..."} in either order, when its strings need
+// no unescaping, without the general decoder's tokens and reflection. It
+// reports false for anything else, which the general decoder then reads and
+// judges; for what decodePlain accepts, both agree
+// (FuzzDecodePlainAgreesWithTheGeneralDecoder).
+func decodePlain(b []byte) (req postMessageRequest, ok bool) {
+	i := skipJSONSpace(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return req, false
+	}
+	var seen [2]bool
+	for n := range 2 {
+		i = skipJSONSpace(b, i+1)
+		ks, ke, ok := plainJSONString(b, i)
+		if !ok {
+			return req, false
+		}
+		i = skipJSONSpace(b, ke+1)
+		if i == len(b) || b[i] != ':' {
+			return req, false
+		}
+		vs, ve, ok := plainJSONString(b, skipJSONSpace(b, i+1))
+		if !ok {
+			return req, false
+		}
+		switch field := string(b[ks:ke]); {
+		case field == "destination" && !seen[0]:
+			seen[0], req.Destination = true, string(b[vs:ve])
+		case field == "body" && !seen[1]:
+			seen[1], req.Body = true, string(b[vs:ve])
+		default:
+			return req, false
+		}
+		i = skipJSONSpace(b, ve+1)
+		if i == len(b) || b[i] != ",}"[n] {
+			return req, false
+		}
+	}
+	if skipJSONSpace(b, i+1) != len(b) || strings.TrimSpace(req.Destination) == "" || strings.TrimSpace(req.Body) == "" {
+		return req, false
+	}
+	return req, true
+}
+
+// skipJSONSpace returns the index of the first byte at or after i that is
+// not JSON whitespace.
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainJSONString finds the JSON string starting at b[i] when it holds no
+// escapes or control characters and is valid UTF-8, so its bytes are its
+// value: start and end of the contents (end is the closing quote).
+func plainJSONString(b []byte, i int) (start, end int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return i + 1, j, utf8.Valid(b[i+1 : j])
+		case c == '\\' || c < 0x20:
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
+}
+
+// appendPlainJSONString appends s to dst as a JSON string, as encoding/json
+// would write it, when s is printable ASCII that needs no escaping (no
+// quote, backslash, or the <, > and & that encoding/json escapes for HTML);
+// otherwise it reports false and dst is not to be used.
+func appendPlainJSONString(dst []byte, s string) ([]byte, bool) {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return dst, false
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"'), true
+}
