@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 
 	"github.com/julienschmidt/httprouter"
-	"github.com/rs/xid"
 	"github.com/rs/zerolog"
 )
 
@@ -33,6 +32,7 @@ type service struct {
 	store        *Store
 	senders      int
 	replica      string // REPLICA: this instance's name behind the balancer, or empty
+	ids          *IDs   // mints this run's message ids
 	shuttingDown *atomic.Bool
 	shutdownWait int // Retry-After seconds while shutting down
 	obs          Observer
@@ -213,7 +213,7 @@ type admission struct {
 
 // admit offers a new message to the queue, unless its key was used.
 func (s *service) admit(req postMessageRequest, key string) *admission {
-	a := &admission{store: s.store, req: req, key: key, id: newMessageID(s.replica)}
+	a := &admission{store: s.store, req: req, key: key, id: s.ids.New()}
 	a.delivery = newDelivery(a.id, req.Destination, req.Body, key)
 	a.accepted = s.queue.Offer(a.delivery, a.record)
 	if !a.accepted && key != "" && a.use == KeyUnused {
@@ -263,16 +263,6 @@ func (s *service) answerPost(w http.ResponseWriter, a *admission) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, postMessageResponse{ID: id, Status: StatusQueued})
-}
-
-// newMessageID mints a message id, unique across replicas. Behind the
-// balancer it starts with the replica's name and a "-", which haproxy.cfg
-// reads to send GET /messages/{id} to the replica that holds the record.
-func newMessageID(replica string) string {
-	if replica == "" {
-		return xid.New().String()
-	}
-	return replica + "-" + xid.New().String()
 }
 
 // validIdempotencyKey accepts 1..255 visible ASCII characters.

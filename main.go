@@ -336,7 +336,7 @@ var defaultServerLimits = serverLimits{ReadHeader: 5 * time.Second, Read: 10 * t
 // transitions and attempts as observers.
 func newService(cfg config, log zerolog.Logger) *service {
 	s := &service{log: log.With().Str("component", "http").Logger(), store: NewStore(cfg.MessagesRetained, time.Now),
-		senders: cfg.Senders, replica: cfg.Replica, shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
+		senders: cfg.Senders, replica: cfg.Replica, ids: NewIDs(cfg.Replica), shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
 	s.metrics = NewMetrics(cfg.MessageappTimeout, s.snapshot)
 	s.hub = NewHub(cmp.Or(cfg.snapEvery, time.Second), s.snapshot)
 	obs := observers{s.metrics, s.hub}

@@ -17,7 +17,7 @@ import (
 )
 
 // What one message costs in live heap beyond its payload (destination,
-// body and idempotency key): the record, the 20-byte id, the allocator's
+// body and idempotency key): the record, the 26-byte id, the allocator's
 // rounding, a slot in the index by id and, for a queued one, its queue
 // slot. With 56-byte payloads, `go run ./bench -only memory` measured 197
 // to 227 bytes in all per queued message and 199 to 233 per retained one

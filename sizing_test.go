@@ -12,7 +12,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/rs/xid"
 	"github.com/rs/zerolog"
 )
 
@@ -42,8 +41,9 @@ func heapPerMessage(n int, finish bool) float64 {
 		q = NewQueue(1, 0, zerolog.Nop(), observers(nil), time.Now)
 		s = NewStore(n, time.Now)
 	}
+	ids := NewIDs("")
 	for range n {
-		d := newDelivery(xid.New().String(), sizingDestination, sizingBody, "")
+		d := newDelivery(ids.New(), sizingDestination, sizingBody, "")
 		if !q.Offer(d, func() bool { s.Insert(d); return true }) {
 			panic("queue refused a message")
 		}

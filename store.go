@@ -79,7 +79,7 @@ func (e *AttemptError) Error() string { return string(e.Kind) + ": " + e.Detail 
 // laid out to fit the 80-byte size class; TestDeliveryFitsItsSizeClass
 // keeps them there.
 //
-// Ids are whatever string the caller gives (an xid, after REPLICA and a
+// Ids are whatever string the caller gives (ids.go's, after REPLICA and a
 // dash when that is set): the store only compares and returns them.
 type Delivery struct {
 	// text is the id, destination, body and idempotency key end to end,
@@ -106,7 +106,7 @@ type Delivery struct {
 
 // newDelivery builds a delivery whose strings share one allocation. Ids and
 // idempotency keys longer than 255 bytes do not fit and panic: courier's
-// ids are 20 bytes and the API refuses longer keys.
+// ids are at most 59 bytes and the API refuses longer keys.
 func newDelivery(id, destination, body, key string) *Delivery {
 	if len(id) > 255 || len(key) > 255 {
 		panic("delivery id or key longer than 255 bytes")
