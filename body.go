@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -64,8 +65,8 @@ const maxListed = 10
 var postFields = [...]string{"destination", "body"}
 
 // decodeObject reads one JSON object member by member, straight into the
-// request, and returns a problem for each missing, non-string or empty
-// field, then each unknown one (sorted), then each given more than once
+// request, and returns a problem for each missing, non-string, empty or
+// non-text (textProblem) field, then each unknown one (sorted), then each given more than once
 // (which of two values a client meant is not for courier to guess). Its
 // error says why the body is not a JSON object at all.
 func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error) {
@@ -85,6 +86,7 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 	}
 	var values [len(postFields)]*string // nil: missing, or not a string
 	var seen [len(postFields)]bool
+	var notText [len(postFields)]string // why a string value is not text as sent
 	var unknown, repeated []string
 	unlisted := 0 // unknown names past maxListed
 	for dec.More() {
@@ -97,10 +99,15 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 		switch {
 		case i >= 0 && !seen[i]:
 			seen[i] = true
-			// A number, object or array is a type error after which the
-			// decoder goes on; null leaves values[i] nil.
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return postMessageRequest{}, nil, inside(err)
+			}
+			notText[i] = textProblem(raw)
+			// A number, object or array is a type error; null leaves
+			// values[i] nil.
 			var typ *json.UnmarshalTypeError
-			if err := dec.Decode(&values[i]); err != nil && !errors.As(err, &typ) {
+			if err := json.Unmarshal(raw, &values[i]); err != nil && !errors.As(err, &typ) {
 				return postMessageRequest{}, nil, inside(err)
 			}
 			continue
@@ -129,6 +136,8 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 			problems = append(problems, fieldProblem{Field: name, Detail: name + " is required"})
 		case values[i] == nil:
 			problems = append(problems, fieldProblem{Field: name, Detail: name + " must be a string"})
+		case notText[i] != "":
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " " + notText[i]})
 		case strings.TrimSpace(*values[i]) == "":
 			problems = append(problems, fieldProblem{Field: name, Detail: name + " must not be empty"})
 		}
@@ -148,6 +157,60 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 	}
 	return postMessageRequest{Destination: *values[0], Body: *values[1]}, nil, nil
 }
+
+// textProblem says why raw, a JSON string as it arrived, is not text that
+// courier can keep and deliver byte for byte, or "" when it is (or when raw
+// is not a string at all). encoding/json would quietly turn invalid UTF-8
+// and unpaired UTF-16 surrogate escapes (RFC 8259 §8.2) into U+FFFD, three
+// bytes each: what messageapp got would differ from what was accepted,
+// and be up to three times as large.
+func textProblem(raw []byte) string {
+	if len(raw) < 2 || raw[0] != '"' {
+		return ""
+	}
+	s := raw[1 : len(raw)-1]
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRune(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return fmt.Sprintf("is not valid UTF-8 (byte %d of its value, 0x%02x); send text, or encode binary data (e.g. base64)", i, s[i])
+		case r == '\\' && s[i+1] == 'u':
+			// The decoder already checked the escape's four hex digits.
+			if hi := hex4(s[i+2:]); utf16.IsSurrogate(rune(hi)) {
+				if hi >= 0xdc00 || i+12 > len(s) || s[i+6] != '\\' || s[i+7] != 'u' || !isLowSurrogate(hex4(s[i+8:])) {
+					return fmt.Sprintf("holds an unpaired UTF-16 surrogate escape (%s), which is not text", s[i:i+6])
+				}
+				size = 12
+			} else {
+				size = 6
+			}
+		case r == '\\':
+			size = 2
+		}
+		i += size
+	}
+	return ""
+}
+
+// hex4 is the value of the four hex digits at the start of b.
+func hex4(b []byte) uint16 {
+	var v uint16
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		v = v<<4 | uint16(c)
+	}
+	return v
+}
+
+// isLowSurrogate reports whether v is the second half of a UTF-16 pair.
+func isLowSurrogate(v uint16) bool { return v >= 0xdc00 && v <= 0xdfff }
 
 // jsonKind names the kind of JSON value that starts with tok.
 func jsonKind(tok json.Token) string {

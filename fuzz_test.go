@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // newFuzzAPI is the real HTTP API over a real queue, breaker and store,
@@ -136,6 +137,50 @@ func FuzzDecodePlainAgreesWithTheGeneralDecoder(f *testing.F) {
 	})
 }
 
+// FuzzAcceptedTextIsKeptAsSent: whatever body either decoder accepts, its
+// strings are valid UTF-8 that JSON carries unchanged (so messageapp gets
+// what was accepted), and they are no larger than the request (so the
+// 64 KiB limit holds on what is stored).
+func FuzzAcceptedTextIsKeptAsSent(f *testing.F) {
+	for _, b := range []string{
+		`{"destination":"d","body":"caf` + "\xc3\xa9" + `"}`,
+		`{"destination":"d","body":"caf` + "\xe9 \xff\xfe" + ` ok"}`,
+		`{"destination":"\u00e9\ud83d\ude00","body":"\ud800"}`,
+		`{"destination":"d","body":"\udc00\ud800"}`,
+		`{"destination":"d","body":"\ud83d\u0041"}`,
+		`{"destination":"d","body":"\ufffd` + "\xef\xbf\xbd" + `"}`,
+		`{"destination":"d","body":"` + "\xed\xa0\x80" + `"}`,
+		`{"destination":"d","body":"` + strings.Repeat("\xff", 40) + `"}`,
+	} {
+		f.Add([]byte(b))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, problems, err := decodeGeneral(b)
+		if fast, ok := decodePlain(b); ok {
+			req, problems, err = fast, nil, nil
+		}
+		if err != nil || len(problems) > 0 {
+			return
+		}
+		// U+FFFD is what a decoder puts for what is not text: an accepted
+		// one must have been sent as one.
+		sent := bytes.Count(b, []byte("\uFFFD")) + bytes.Count(bytes.ToLower(b), []byte(`\ufffd`))
+		if got := strings.Count(req.Destination+req.Body, "\uFFFD"); got > sent {
+			t.Fatalf("%q: accepted %+v with %d U+FFFD, the request had %d", b, req, got, sent)
+		}
+		for _, s := range []string{req.Destination, req.Body} {
+			again, _ := json.Marshal(s)
+			var back string
+			if !utf8.ValidString(s) || json.Unmarshal(again, &back) != nil || back != s {
+				t.Fatalf("%q: accepted %q, which JSON does not carry unchanged", b, s)
+			}
+		}
+		if n := len(req.Destination) + len(req.Body); n > len(b) {
+			t.Fatalf("%q: stores %d bytes from a %d-byte request", b, n, len(b))
+		}
+	})
+}
+
 func TestDecodePlainTakesOnlyThePlainShape(t *testing.T) {
 	tests := []struct {
 		body string
@@ -147,7 +192,7 @@ func TestDecodePlainTakesOnlyThePlainShape(t *testing.T) {
 		{`{"destination":"d","body":"b","body":"c"}`, false},   // repeated: a 400
 		{`{"destination":"d","body":"b","x":1}`, false},        // unknown field: a 400
 		{`{"destination":"d\n","body":"b"}`, false},            // escaped: the general decoder unescapes
-		{`{"destination":"d","body":"` + "\xff" + `"}`, false}, // invalid UTF-8: replaced by the general decoder
+		{`{"destination":"d","body":"` + "\xff" + `"}`, false}, // invalid UTF-8: a 400 from the general decoder
 		{`{"destination":" ","body":"b"}`, false},              // blank: a 400
 		{`{"destination":"d","body":"b"} {}`, false},           // two values: a 400
 		{`{"destination":"d"}`, false},                         // missing: a 400

@@ -405,3 +405,65 @@ func manyFields(n int) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+func TestTextThatIsNotUTF8IsRefusedNamingTheField(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	tests := []struct {
+		name, body, field, want string
+	}{
+		{"an invalid byte in the body", `{"destination":"a","body":"caf` + "\xe9 \xff\xfe" + ` ok"}`, "body", "not valid UTF-8"},
+		{"an invalid byte in the destination", `{"destination":"+34` + "\xff" + `","body":"b"}`, "destination", "not valid UTF-8"},
+		{"a surrogate encoded as UTF-8", `{"destination":"a","body":"` + "\xed\xa0\x80" + `"}`, "body", "not valid UTF-8"},
+		{"a lone high surrogate escape", `{"destination":"a","body":"x\ud83dy"}`, "body", `unpaired UTF-16 surrogate escape (\ud83d)`},
+		{"a lone low surrogate escape", `{"destination":"\uDE00","body":"b"}`, "destination", `unpaired UTF-16 surrogate escape (\uDE00)`},
+		{"a high surrogate before a letter", `{"destination":"a","body":"\ud83d\u0041"}`, "body", "unpaired UTF-16 surrogate"},
+		{"a high surrogate at the end", `{"destination":"a","body":"\ud83d"}`, "body", "unpaired UTF-16 surrogate"},
+		{"64 KiB of 0xFF, which would be stored threefold", `{"destination":"a","body":"` + strings.Repeat("\xff", 65525-len(`{"destination":"a","body":""}`)) + `"}`, "body", "not valid UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.do(http.MethodPost, "/messages", "application/json", tt.body)
+			checkProblem(t, r, 400, "invalid_request")
+			errs, _ := r.body["errors"].([]any)
+			if len(errs) != 1 || errs[0].(map[string]any)["field"] != tt.field {
+				t.Errorf("errors: got %v, want one naming %s", errs, tt.field)
+			}
+			if d, _ := r.body["detail"].(string); !strings.Contains(d, tt.field) || !strings.Contains(d, tt.want) {
+				t.Errorf("detail: got %q, want it to name %s and say %q", d, tt.field, tt.want)
+			}
+		})
+	}
+	if st := s.status(); st.Messages.Accepted != 0 {
+		t.Errorf("accepted: got %d, want 0", st.Messages.Accepted)
+	}
+}
+
+func TestTextIsStoredAndDeliveredAsSent(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	tests := []struct{ name, json, want string }{
+		{"UTF-8 as is", `"café ☕ 日本"`, "café ☕ 日本"},
+		{"escaped", `"caf\u00e9 \u2615"`, "café ☕"},
+		{"a surrogate pair", `"\ud83d\ude00 and ` + "\U0001F600" + `"`, "\U0001F600 and \U0001F600"},
+		{"a replacement character that was sent", `"\ufffd` + "\ufffd" + `"`, "\ufffd\ufffd"},
+		{"separators and NUL", `"a\u2028b\u0000c"`, "a\u2028b\x00c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.do(http.MethodPost, "/messages", "application/json", `{"destination":"+34600000000","body":`+tt.json+`}`)
+			if r.status != http.StatusAccepted {
+				t.Fatalf("got %d %v, want 202", r.status, r.body)
+			}
+			if m := s.waitStatus(r.body["id"].(string), StatusSent); m.Body != tt.want {
+				t.Errorf("GET body: got %q, want %q", m.Body, tt.want)
+			}
+			app.mu.Lock()
+			got := app.bodies[len(app.bodies)-1].Body
+			app.mu.Unlock()
+			if got != tt.want {
+				t.Errorf("at messageapp: got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
