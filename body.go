@@ -84,7 +84,8 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 		}
 		return jsonProblem(err)
 	}
-	var values [len(postFields)]*string // nil: missing, or not a string
+	var values [len(postFields)]*string   // nil: missing, or not a string
+	var notString [len(postFields)]string // what a field given but not a string held: "a number", "null"…
 	var seen [len(postFields)]bool
 	var notText [len(postFields)]string // why a string value is not text as sent
 	var unknown, repeated []string
@@ -104,11 +105,18 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 				return postMessageRequest{}, nil, inside(err)
 			}
 			notText[i] = textProblem(raw)
-			// A number, object or array is a type error; null leaves
-			// values[i] nil.
+			// A number, boolean, object or array is a type error, but not
+			// before the decoder has pointed values[i] at an empty string;
+			// null leaves values[i] nil.
 			var typ *json.UnmarshalTypeError
-			if err := json.Unmarshal(raw, &values[i]); err != nil && !errors.As(err, &typ) {
+			err := json.Unmarshal(raw, &values[i])
+			switch {
+			case errors.As(err, &typ):
+				values[i], notString[i] = nil, jsonTypeName(typ.Value)
+			case err != nil:
 				return postMessageRequest{}, nil, inside(err)
+			case values[i] == nil:
+				notString[i] = "null"
 			}
 			continue
 		case i >= 0 || slices.Contains(unknown, name):
@@ -135,7 +143,7 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 		case !seen[i]:
 			problems = append(problems, fieldProblem{Field: name, Detail: name + " is required"})
 		case values[i] == nil:
-			problems = append(problems, fieldProblem{Field: name, Detail: name + " must be a string"})
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " must be a string, not " + notString[i]})
 		case notText[i] != "":
 			problems = append(problems, fieldProblem{Field: name, Detail: name + " " + notText[i]})
 		case strings.TrimSpace(*values[i]) == "":
@@ -225,6 +233,20 @@ func jsonKind(tok json.Token) string {
 		return "a string"
 	default:
 		return "an array"
+	}
+}
+
+// jsonTypeName names the kind of JSON value an UnmarshalTypeError's Value
+// describes ("number", "number 34", "bool", "array", "object").
+func jsonTypeName(value string) string {
+	kind, _, _ := strings.Cut(value, " ")
+	switch kind {
+	case "bool":
+		return "a boolean"
+	case "array", "object":
+		return "an " + kind
+	default:
+		return "a " + kind
 	}
 }
 

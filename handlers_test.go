@@ -126,6 +126,37 @@ func TestPostMessageProblemDetailSaysWhatIsWrong(t *testing.T) {
 	}
 }
 
+func TestAFieldOfTheWrongTypeIsToldItMustBeAString(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	tests := []struct{ body, field, want string }{
+		{`{"destination":34,"body":"x"}`, "destination", "destination must be a string, not a number"},
+		{`{"destination":true,"body":"x"}`, "destination", "destination must be a string, not a boolean"},
+		{`{"destination":["a"],"body":"x"}`, "destination", "destination must be a string, not an array"},
+		{`{"destination":{},"body":"x"}`, "destination", "destination must be a string, not an object"},
+		{`{"destination":null,"body":"x"}`, "destination", "destination must be a string, not null"},
+		{`{"destination":"a","body":5}`, "body", "body must be a string, not a number"},
+		{`{"body":5,"destination":"a"}`, "body", "body must be a string, not a number"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.body, func(t *testing.T) {
+			r := s.do(http.MethodPost, "/messages", "application/json", tt.body)
+			checkProblem(t, r, 400, "invalid_request")
+			errs, _ := r.body["errors"].([]any)
+			if len(errs) != 1 {
+				t.Fatalf("errors: got %v, want one, about %s", errs, tt.field)
+			}
+			e := errs[0].(map[string]any)
+			if e["field"] != tt.field || e["detail"] != tt.want {
+				t.Errorf("error: got %v, want field %s with detail %q", e, tt.field, tt.want)
+			}
+			if d, _ := r.body["detail"].(string); !strings.Contains(d, tt.want) || strings.Contains(d, "must not be empty") {
+				t.Errorf("detail: got %q, want it to say %q and not \"must not be empty\"", d, tt.want)
+			}
+		})
+	}
+}
+
 func TestABodyDeclaredTooLargeIsRefusedBeforeItIsSent(t *testing.T) {
 	app := newFakeMessageapp(t, modeOK)
 	s := startService(t, baseEnv(app.URL()))
