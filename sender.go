@@ -118,8 +118,7 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	// Drain a bounded amount so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &AttemptError{Kind: OutcomeMessageappError, Status: resp.StatusCode,
-			Detail: fmt.Sprintf("messageapp answered %d", resp.StatusCode)}
+		return &AttemptError{Kind: OutcomeMessageappError, Status: resp.StatusCode, Detail: answerDetail(resp.StatusCode)}
 	}
 	return nil
 }
@@ -253,7 +252,7 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (pr
 			p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
 			return holdsProbe
 		}
-		rule := outcome.rule()
+		rule := attemptRule(outcome, lastErr)
 		wasOpen = rule.waits
 		switch {
 		case rule.waits: // awaitTurn keeps it until the circuit lets it go
@@ -413,7 +412,7 @@ func (p *Senders) attempt(ctx context.Context, d *Delivery) (Outcome, *AttemptEr
 		}
 		d.Attempts++
 		return p.client.Send(ctx, d)
-	}, func(err error) bool { return !errors.Is(err, errAborted) })
+	}, isBreakerFailure)
 	elapsed := time.Since(start)
 
 	var ae *AttemptError
