@@ -193,7 +193,7 @@ func (c config) validate() []*configError {
 	}
 	// Unset means "start the built-in simulator".
 	if u, err := url.Parse(c.MessageappURL); c.MessageappURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-		problem("MessageappURL", c.MessageappURL, "")
+		problem("MessageappURL", redactURL(c.MessageappURL), "")
 	}
 	if _, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel)); err != nil {
 		problem("LogLevel", c.LogLevel, "")
@@ -219,4 +219,30 @@ func validReplica(name string) bool {
 		}
 	}
 	return name != ""
+}
+
+// redactURL is raw fit to log or print: its user information (user and
+// password) and its query (where API keys go) replaced by REDACTED, its
+// fragment dropped. A URL without "@" or "?" holds neither and is shown
+// whole; one that has them but does not parse is not shown at all, since
+// where a secret starts and ends in it is anyone's guess.
+func redactURL(raw string) string {
+	if !strings.ContainsAny(raw, "@?") {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable; not shown, since it may hold a secret)"
+	}
+	if u.Opaque != "" { // no "//": all after the scheme may be a secret
+		return u.Scheme + ":REDACTED"
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "REDACTED", false
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
 }

@@ -229,7 +229,7 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	ev := log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
 		Str("dashboard", "http://localhost:"+port+"/").
-		Str("messageapp_url", cfg.MessageappURL).Int("queue_max_size", cfg.QueueMaxSize).
+		Str("messageapp_url", redactURL(cfg.MessageappURL)).Int("queue_max_size", cfg.QueueMaxSize).
 		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders)
 	if cfg.Replica != "" {
 		ev = ev.Str("replica", cfg.Replica)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,7 +97,7 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	})
 	req, err := http.NewRequestWithContext(traced, http.MethodPost, c.url, bytes.NewReader(payload))
 	if err != nil {
-		return &AttemptError{Kind: OutcomeUnreachable, Detail: "build request: " + err.Error()}
+		return &AttemptError{Kind: OutcomeUnreachable, Detail: "build request: " + withoutURL(err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
@@ -105,7 +106,7 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 		case ctx.Err() != nil:
 			return errAborted
 		case !errors.Is(callCtx.Err(), context.DeadlineExceeded):
-			return &AttemptError{Kind: OutcomeUnreachable, Detail: err.Error()}
+			return &AttemptError{Kind: OutcomeUnreachable, Detail: withoutURL(err)}
 		case reached.Load() == 2:
 			return &AttemptError{Kind: OutcomeTimeout, Detail: fmt.Sprintf("no answer within %s", c.timeout)}
 		case reached.Load() == 1:
@@ -121,6 +122,17 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 		return &AttemptError{Kind: OutcomeMessageappError, Status: resp.StatusCode, Detail: answerDetail(resp.StatusCode)}
 	}
 	return nil
+}
+
+// withoutURL is what went wrong in a call, without the URL that net/http
+// puts in front (its user, password and query may be secrets; SPEC §10):
+// "dial tcp 10.0.0.7:3000: connect: connection refused".
+func withoutURL(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
 }
 
 // Close drops idle connections so nothing outlives the service.

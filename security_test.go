@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// The secrets a MESSAGEAPP_URL may carry, in the tests below.
+const (
+	secretUser     = "alice-the-user"
+	secretPassword = "pw-s3cret"
+	secretQuery    = "key-s3cret"
+)
+
+// secretURL is messageapp at base with a user, a password and an API key
+// in its query.
+func secretURL(base string) string {
+	return strings.Replace(base, "://", "://"+secretUser+":"+secretPassword+"@", 1) + "?api_key=" + secretQuery
+}
+
+// leaked names the first secret found in text, or "".
+func leaked(text string) string {
+	for _, s := range []string{secretUser, secretPassword, secretQuery} {
+		if strings.Contains(text, s) {
+			return s
+		}
+	}
+	return ""
+}
+
+func TestMessageappURLSecretsAreShownNowhere(t *testing.T) {
+	closed := newFakeMessageapp(t, modeOK)
+	closedURL := closed.URL()
+	closed.Server.Close() // connection refused: the error names the URL it dialled
+
+	env := baseEnv(secretURL(closedURL))
+	env["MAX_ATTEMPTS"] = "1"
+	s := startService(t, env)
+	id := s.post("d", "b").body["id"].(string)
+	m := s.waitStatus(id, StatusFailed)
+
+	if m.LastError == nil {
+		t.Fatal("no last_error")
+	}
+	if d := m.LastError.Detail; leaked(d) != "" || strings.Contains(d, "://") || strings.Contains(d, "/message") {
+		t.Errorf("last_error.detail: got %q, want the failure told without the URL", d)
+	}
+	if !strings.Contains(m.LastError.Detail, "connection refused") {
+		t.Errorf("last_error.detail: got %q, want it to say the connection was refused", m.LastError.Detail)
+	}
+	for _, path := range []string{"/status", "/messages", "/messages/" + id, "/metrics"} {
+		if body := s.get(path); leaked(body) != "" {
+			t.Errorf("GET %s shows %q: %s", path, leaked(body), body)
+		}
+	}
+	s.stop()
+	if l := leaked(s.logs.String()); l != "" {
+		t.Errorf("the log shows %q:\n%s", l, s.logs.String())
+	}
+	listening := s.logs.entries(map[string]any{"event": "listening"})
+	if len(listening) != 1 || !strings.Contains(listening[0]["messageapp_url"].(string), "REDACTED@") {
+		t.Errorf("listening line: got %v, want messageapp_url with its user information redacted", listening)
+	}
+}
+
+func TestConfigErrorsDoNotEchoMessageappURLSecrets(t *testing.T) {
+	for name, url := range map[string]string{
+		"not http":   "ftp://" + secretUser + ":" + secretPassword + "@host/message?api_key=" + secretQuery,
+		"no host":    "http://" + secretUser + ":" + secretPassword + "@/message?api_key=" + secretQuery,
+		"unparsable": "http://" + secretUser + ":" + secretPassword + "@host:port/message?api_key=" + secretQuery,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			code := run(context.Background(), []string{"courier"}, func(k string) string {
+				return map[string]string{"MESSAGEAPP_URL": url, "PORT": "0"}[k]
+			}, &stdout, &stderr)
+			if code != exitUsage || !strings.Contains(stderr.String(), "MESSAGEAPP_URL") {
+				t.Fatalf("got exit %d and %q, want %d naming MESSAGEAPP_URL", code, stderr.String(), exitUsage)
+			}
+			if l := leaked(stderr.String()); l != "" {
+				t.Errorf("stderr shows %q: %s", l, stderr.String())
+			}
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"http://messageapp:3000/message", "http://messageapp:3000/message"},
+		{"http://u:p@messageapp:3000/message?api_key=T#frag", "http://REDACTED@messageapp:3000/message?REDACTED"},
+		{"https://u@h/m", "https://REDACTED@h/m"},
+		{"http://h/m?", "http://h/m?REDACTED"},
+		{"u:p@h:3000/m", "u:REDACTED"},
+		{"http://u:p@h:port/m", "(unparsable; not shown, since it may hold a secret)"},
+	}
+	for _, tt := range tests {
+		if got := redactURL(tt.in); got != tt.want {
+			t.Errorf("redactURL(%q): got %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// get returns the body of GET path.
+func (s *testCourier) get(path string) string {
+	s.t.Helper()
+	resp, err := s.client.Get(s.url + path)
+	if err != nil {
+		s.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		s.t.Errorf("GET %s: got %d, want 200", path, resp.StatusCode)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatalf("GET %s: %v", path, err)
+	}
+	return string(b)
+}
