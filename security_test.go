@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The secrets a MESSAGEAPP_URL may carry, in the tests below.
@@ -119,4 +122,48 @@ func (s *testCourier) get(path string) string {
 		s.t.Fatalf("GET %s: %v", path, err)
 	}
 	return string(b)
+}
+
+func TestMessageappSimulatorListensOnLoopbackUnlessTold(t *testing.T) {
+	tests := []struct {
+		args         []string
+		wantLoopback bool
+	}{
+		{[]string{"-port", "0"}, true},
+		{[]string{"-port", "0", "-host", "0.0.0.0"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errOut logBuffer
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan int, 1)
+			go func() { done <- runMessageapp(ctx, tt.args, func(string) string { return "" }, &out, &errOut) }()
+			defer func() { cancel(); <-done }()
+			var lines []map[string]any
+			eventually(t, 5*time.Second, "the simulator's listening line", func() bool {
+				lines = out.entries(map[string]any{"event": "listening"})
+				return len(lines) == 1 || errOut.String() != ""
+			})
+			if len(lines) != 1 {
+				t.Fatalf("no listening line; stderr: %s", errOut.String())
+			}
+			u, err := url.Parse(lines[0]["url"].(string))
+			if err != nil || net.ParseIP(u.Hostname()).IsLoopback() != tt.wantLoopback {
+				t.Errorf("listening on %v, want loopback %v", lines[0]["url"], tt.wantLoopback)
+			}
+		})
+	}
+}
+
+func TestSimulatorServerHasEveryTimeout(t *testing.T) {
+	srv := newSimulatorServer(http.NotFoundHandler())
+	for name, d := range map[string]time.Duration{"ReadHeaderTimeout": srv.ReadHeaderTimeout, "ReadTimeout": srv.ReadTimeout,
+		"WriteTimeout": srv.WriteTimeout, "IdleTimeout": srv.IdleTimeout} {
+		if d <= 0 {
+			t.Errorf("%s: got %s, want a limit", name, d)
+		}
+	}
+	if srv.WriteTimeout < 5*time.Minute {
+		t.Errorf("WriteTimeout %s would cut answers courier may still wait for (MESSAGEAPP_TIMEOUT up to 5m)", srv.WriteTimeout)
+	}
 }

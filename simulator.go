@@ -258,7 +258,7 @@ func startSimulator(addr string, sim *Simulator) (baseURL string, stop func(), e
 	if err != nil {
 		return "", nil, fmt.Errorf("messageapp simulator: listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: sim.routes(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	srv := newSimulatorServer(sim.routes())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -269,6 +269,15 @@ func startSimulator(addr string, sim *Simulator) (baseURL string, stop func(), e
 		<-done
 	}
 	return "http://" + ln.Addr().String(), stop, nil
+}
+
+// newSimulatorServer serves h with every timeout set, so a client that
+// trickles its request or never reads the answer cannot hold a connection
+// for ever. Writing may take 5 minutes, the longest deadline courier gives
+// a call (MESSAGEAPP_TIMEOUT), so no answer a client still waits for is cut.
+func newSimulatorServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 5 * time.Minute, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 32 << 10}
 }
 
 // startEmbeddedSimulator starts the flapping simulator on a loopback port
@@ -296,6 +305,8 @@ func runMessageapp(ctx context.Context, args []string, getenv func(string) strin
 		return exitUsage
 	}
 	port := fs.Int("port", defPort, "TCP port (env PORT)")
+	host := fs.String("host", "127.0.0.1",
+		"address to listen on; 0.0.0.0 or :: for every interface, where anyone who reaches the port can switch the profile")
 	profile := fs.String("profile", envOr(getenv, "MESSAGEAPP_PROFILE", string(ProfileFlap)),
 		"one of "+profileNames(", ")+" (env MESSAGEAPP_PROFILE)")
 	flapHealthy := fs.Duration("flap-healthy", flapHealthyDefault, "time healthy in each flap cycle")
@@ -317,7 +328,7 @@ func runMessageapp(ctx context.Context, args []string, getenv func(string) strin
 	}
 	log := zerolog.New(stdout).With().Timestamp().Logger()
 	sim := NewSimulator(p, *flapHealthy, *flapDegraded, *seed, log, zerolog.InfoLevel)
-	url, stop, err := startSimulator(net.JoinHostPort("", strconv.Itoa(*port)), sim)
+	url, stop, err := startSimulator(net.JoinHostPort(*host, strconv.Itoa(*port)), sim)
 	if err != nil {
 		fmt.Fprintf(stderr, "courier messageapp: %v\n", err)
 		return exitFailed
