@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +47,9 @@ type fleet struct {
 
 var replicaNames = []string{"c1", "c2", "c3"}
 
-func startFleet(t *testing.T) *fleet {
+// startFleet starts the fleet, each replica configured as the story below
+// needs, then by env.
+func startFleet(t *testing.T, env map[string]string) *fleet {
 	t.Helper()
 	bin := haproxyPath(t)
 	f := &fleet{t: t, replicas: map[string]*testCourier{}, apps: map[string]*fakeMessageapp{},
@@ -51,15 +57,16 @@ func startFleet(t *testing.T) *fleet {
 	cmdEnv := os.Environ()
 	for i, name := range replicaNames {
 		f.apps[name] = newFakeMessageapp(t, modeOK)
-		env := baseEnv(f.apps[name].URL())
+		replicaEnv := baseEnv(f.apps[name].URL())
 		for k, v := range map[string]string{"REPLICA": name, "QUEUE_MAX_SIZE": "10", "QUEUE_RECOVERY_THRESHOLD": "2",
 			// One timeout opens the circuit, and a probe a second keeps
 			// a full queue full for a few seconds of a hanging messageapp.
 			"BREAKER_THRESHOLD": "1", "BREAKER_BACKOFF_INITIAL": "1s", "BREAKER_BACKOFF_MAX": "1s",
 			"SHUTDOWN_TIMEOUT": "3s", "LOG_LEVEL": "info"} {
-			env[k] = v
+			replicaEnv[k] = v
 		}
-		f.replicas[name] = startService(t, env)
+		maps.Copy(replicaEnv, env)
+		f.replicas[name] = startService(t, replicaEnv)
 		cmdEnv = append(cmdEnv, fmt.Sprintf("COURIER_%d=%s", i+1, strings.TrimPrefix(f.replicas[name].url, "http://")))
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -159,7 +166,7 @@ func replicaOf(id string) string { name, _, _ := strings.Cut(id, "-"); return na
 // haproxy.cfg, one story in order: healthy, one replica full, every replica
 // full, recovered, one replica shut down. Each step needs the one before.
 func TestReplicasBehindHAProxy(t *testing.T) {
-	f := startFleet(t)
+	f := startFleet(t, nil)
 
 	// POSTs spread over the three replicas and every Location leads to its record.
 	seen := map[string]int{}
@@ -327,4 +334,140 @@ func TestReplicasBehindHAProxy(t *testing.T) {
 	if accepted != int64(len(f.ids)) {
 		t.Errorf("accepted over the replicas: got %d, want %d, the distinct ids clients got a 202 for", accepted, len(f.ids))
 	}
+}
+
+// TestAKeyIsAcceptedByOneReplicaOnly: replicas whose queues fill and drain
+// all the time (one sender, six places, a slow messageapp), each key POSTed
+// by eight concurrent clients that retry until 202 and then once more. The
+// replica that takes a key answers every later POST of it, so every client
+// of a key gets one id.
+func TestAKeyIsAcceptedByOneReplicaOnly(t *testing.T) {
+	f := startFleet(t, map[string]string{"SENDERS": "1", "QUEUE_MAX_SIZE": "6", "QUEUE_RECOVERY_THRESHOLD": "3",
+		"BREAKER_THRESHOLD": "1000", "MESSAGEAPP_TIMEOUT": "1s"})
+	for _, app := range f.apps {
+		app.delay.Store(int64(2 * time.Millisecond))
+		app.set(modeSlow)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	t.Cleanup(client.CloseIdleConnections)
+
+	var mu sync.Mutex // guards idsOf and answers
+	idsOf := map[string]map[string]bool{}
+	answers := map[int]int{}
+	// post sends one POST of key and notes its answer; it reports a 202.
+	post := func(key string) bool {
+		status, id, _, err := rawPost(client, f.lb.url, key, "one message for key "+key)
+		mu.Lock()
+		defer mu.Unlock()
+		answers[status]++
+		if err != nil || status != http.StatusAccepted {
+			return false
+		}
+		if idsOf[key] == nil {
+			idsOf[key] = map[string]bool{}
+		}
+		idsOf[key][id] = true
+		return true
+	}
+	keys := keyedRounds()
+	sem := make(chan struct{}, 16) // keys in flight at once
+	var wg sync.WaitGroup
+	for k := range keys {
+		key := "key-" + strconv.Itoa(k)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var clients sync.WaitGroup
+			for range 8 {
+				clients.Go(func() {
+					deadline := time.Now().Add(10 * time.Second)
+					for !post(key) {
+						if time.Now().After(deadline) {
+							t.Errorf("key %s: no 202 within 10s", key)
+							return
+						}
+					}
+					post(key)
+				})
+			}
+			clients.Wait()
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	doubled := 0
+	for key, ids := range idsOf {
+		if len(ids) > 1 {
+			doubled++
+			t.Errorf("key %s: got ids %v, want one", key, slices.Sorted(maps.Keys(ids)))
+		}
+	}
+	t.Logf("%d keys, %d with more than one id; answers by status %v", len(idsOf), doubled, answers)
+}
+
+// keyedRounds is how many keys TestAKeyIsAcceptedByOneReplicaOnly posts:
+// COURIER_KEYS, or enough that today's haproxy.cfg without the in-flight
+// rule gives some keys two ids in every run.
+func keyedRounds() int {
+	if n, err := strconv.Atoi(os.Getenv("COURIER_KEYS")); err == nil && n > 0 {
+		return n
+	}
+	return 300
+}
+
+// TestLargeBodiesAreReroutedFromAFullReplica: with c1 full and the others
+// with room, keyed POSTs of every size courier accepts are all accepted:
+// the balancer can re-send a refused POST only if it holds the whole
+// request, 64 KiB body and headers.
+func TestLargeBodiesAreReroutedFromAFullReplica(t *testing.T) {
+	f := startFleet(t, nil)
+	f.fill("c1")
+	envelope := len(`{"destination":"+34600000000","body":""}`)
+	tests := []struct {
+		size    int // of the request body
+		headers int // bytes of headers besides the usual few
+	}{{100, 0}, {16 << 10, 0}, {30_000, 0}, {40_000, 0}, {maxBodyBytes, 0}, {maxBodyBytes, 24 << 10}}
+	for _, tt := range tests {
+		size := tt.size
+		t.Run(fmt.Sprintf("%d bytes, %d bytes of headers more", tt.size, tt.headers), func(t *testing.T) {
+			body, _ := json.Marshal(map[string]string{"destination": "+34600000000", "body": strings.Repeat("x", size-envelope)})
+			refused := 0
+			for i := range 20 {
+				key := fmt.Sprintf("large-%d-%d-%d", size, tt.headers, i)
+				req, _ := http.NewRequest(http.MethodPost, f.lb.url+"/messages", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Idempotency-Key", key)
+				if tt.headers > 0 {
+					req.Header.Set("X-Padding", strings.Repeat("p", tt.headers))
+				}
+				status, id, err := postFor(f.lb.client, req)
+				switch {
+				case err != nil:
+					t.Fatalf("POST of %d bytes: %v", size, err)
+				case status == http.StatusServiceUnavailable:
+					refused++
+				case status != http.StatusAccepted || replicaOf(id) == "c1":
+					t.Errorf("POST of %d bytes: got %d %s, want 202 from c2 or c3", size, status, id)
+				}
+			}
+			if refused > 0 {
+				t.Errorf("POSTs of %d bytes answered 503 while c2 and c3 accept: got %d of 20, want 0", size, refused)
+			}
+		})
+	}
+}
+
+// postFor sends req and returns its status and the id of a 202.
+func postFor(client *http.Client, req *http.Request) (status int, id string, err error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		ID string `json:"id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out.ID, nil
 }
