@@ -32,8 +32,8 @@ type config struct {
 	BackoffMax        time.Duration `env:"BREAKER_BACKOFF_MAX" envDefault:"10s" allowed:"a Go duration from BREAKER_BACKOFF_INITIAL to 1h, e.g. 10s" help:"longest open period (they double up to it)"`
 	MessagesRetained  int           `env:"MESSAGES_RETAINED" envDefault:"10000" allowed:"a whole number from 0 to 10000000" help:"finished messages kept for GET"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" allowed:"a Go duration from 0s to 10m, e.g. 10s" help:"how long shutdown may spend draining"`
-	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" allowed:"one of trace, debug, info, warn, error, fatal, panic, disabled" help:"least level logged"`
-	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json" allowed:"json or console" help:"json lines, or console for people"`
+	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" allowed:"one of trace, debug, info, warn, error, fatal, panic, disabled (in any case)" help:"least level logged"`
+	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json" allowed:"json or console (in any case)" help:"json lines, or console for people"`
 	Replica           string        `env:"REPLICA" allowed:"1 to 32 lowercase letters or digits (a server name in haproxy.cfg: c1, c2, c3), or unset" help:"this replica's name behind HAProxy; starts its message ids"`
 
 	// Not from the environment: set by the demo and by tests.
@@ -96,9 +96,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("invalid configuration: %w", err)
 		}
 	}
+	// Names and formats are matched in any case: LOG_FORMAT=JSON as LOG_LEVEL=INFO.
+	cfg.LogLevel, cfg.LogFormat = strings.ToLower(cfg.LogLevel), strings.ToLower(cfg.LogFormat)
 	for _, e := range cfg.validate() {
 		if !slices.ContainsFunc(errs, func(p *configError) bool { return p.Var == e.Var }) {
-			_, set := environ[e.Var]
+			typed, set := environ[e.Var]
+			if set {
+				e.Value = typed // as written: 0, not its parsed 0s
+			}
 			e.Default = !set
 			errs = append(errs, e)
 		}
@@ -195,7 +200,7 @@ func (c config) validate() []*configError {
 	if u, err := url.Parse(c.MessageappURL); c.MessageappURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		problem("MessageappURL", redactURL(c.MessageappURL), "")
 	}
-	if _, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel)); err != nil {
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil {
 		problem("LogLevel", c.LogLevel, "")
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {

@@ -91,6 +91,8 @@ func TestConfigErrorsNameEveryBadVariableAndSayWhenADefaultIsToBlame(t *testing.
 			[]string{`PORT="http"`, `SENDERS="0"`, `LOG_FORMAT="xml"`}},
 		{"a bad limit is the problem, not what depends on it", map[string]string{"QUEUE_MAX_SIZE": "0", "BREAKER_BACKOFF_INITIAL": "soon"},
 			[]string{`QUEUE_MAX_SIZE="0"`, `BREAKER_BACKOFF_INITIAL="soon"`}},
+		{"a value is shown as it was written, not as parsed", map[string]string{"MESSAGEAPP_TIMEOUT": "0", "LOG_FORMAT": "XML"},
+			[]string{`MESSAGEAPP_TIMEOUT="0": must be`, `LOG_FORMAT="XML": must be`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,6 +122,8 @@ func TestConfigEdgeCasesThatWork(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT": "0s"},
 		{"MESSAGES_RETAINED": "0"},
 		{"PORT": "", "LOG_LEVEL": "DEBUG"}, // empty means default; levels in any case
+		{"LOG_FORMAT": "JSON"},             // formats too
+		{"LOG_FORMAT": "Console", "LOG_LEVEL": "Warn"},
 		{"MESSAGEAPP_URL": "https://messageapp.internal/message"},
 		{"MESSAGEAPP_URL": ""}, // the built-in simulator
 		{"REPLICA": "c2"},
@@ -136,12 +140,31 @@ func TestConfigEdgeCasesThatWork(t *testing.T) {
 	}
 }
 
-func TestUnknownCommandIsAUsageError(t *testing.T) {
-	var stdout, stderr logBuffer
-	if code := run(context.Background(), []string{"courier", "fly"}, func(string) string { return "" }, &stdout, &stderr); code != 2 {
-		t.Errorf("exit code: got %d, want 2", code)
+func TestUnknownCommandIsAUsageErrorThatPointsAtTheEnvironment(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string // all in stderr
+	}{
+		{[]string{"fly"}, []string{`unknown command "fly"`, "serve | messageapp | load | demo | help"}},
+		{[]string{"--port", "1"}, []string{`unknown flag "--port"`, "environment variables", "set PORT=1 instead", "serve | messageapp | load | demo | help"}},
+		{[]string{"-log-level=debug"}, []string{"set LOG_LEVEL=debug instead"}},
+		{[]string{"--verbose"}, []string{`unknown flag "--verbose"`, "environment variables", "courier -h lists them"}},
+		{[]string{"serve", "--queue-max-size", "50"}, []string{"set QUEUE_MAX_SIZE=50 instead"}},
 	}
-	if !strings.Contains(stderr.String(), `"fly"`) {
-		t.Errorf("stderr: got %q, want it to name the command", stderr.String())
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr logBuffer
+			if code := run(context.Background(), append([]string{"courier"}, tt.args...), func(string) string { return "" }, &stdout, &stderr); code != 2 {
+				t.Errorf("exit code: got %d, want 2", code)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr: got %q, want it to say %q", stderr.String(), want)
+				}
+			}
+			if stdout.String() != "" {
+				t.Errorf("stdout: got %q, want nothing", stdout.String())
+			}
+		})
 	}
 }

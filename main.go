@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 					fmt.Fprint(stdout, usage())
 					return exitOK
 				}
-				fmt.Fprintf(stderr, "courier serve: unexpected argument %q: it is configured by environment variables (courier -h lists them)\n", args[2])
+				fmt.Fprintf(stderr, "courier serve: unexpected argument %q: %s\n", args[2], configuredByEnvironment(args[2:]))
 				return exitUsage
 			}
 		case "messageapp":
@@ -104,7 +104,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "demo":
 			return runDemo(ctx, args[2:], stdout, stderr)
 		default:
-			fmt.Fprintf(stderr, "courier: unknown command %q; usage: courier [serve | messageapp | load | demo | help] (courier -h says more)\n", args[1])
+			if strings.HasPrefix(args[1], "-") {
+				fmt.Fprintf(stderr, "courier: unknown flag %q: %s\n", args[1], configuredByEnvironment(args[1:]))
+			} else {
+				fmt.Fprintf(stderr, "courier: unknown command %q\n", args[1])
+			}
+			fmt.Fprintln(stderr, "usage: courier [serve | messageapp | load | demo | help] (courier -h says more)")
 			return exitUsage
 		}
 	}
@@ -117,18 +122,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	log := newLogger(cfg, stdout)
+	// What keeps courier from starting goes to stderr, as configuration
+	// errors do; once it runs, everything is in the log on stdout.
+	startFailed := func(err error) int {
+		errLog := newLogger(cfg, stderr)
+		errLog.Error().Str("event", "start_failed").Err(err).Msg("courier could not start")
+		return exitFailed
+	}
 	// Listen before anything else starts: a port in use is one clear line.
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
 	if err != nil {
-		log.Error().Str("event", "start_failed").Err(fmt.Errorf("listen on port %d: %w", cfg.Port, err)).Msg("courier could not start")
-		return exitFailed
+		return startFailed(fmt.Errorf("listen on port %d: %w", cfg.Port, err))
 	}
 	if cfg.MessageappURL == "" {
 		url, stopSim, err := startEmbeddedSimulator(log)
 		if err != nil {
 			ln.Close()
-			log.Error().Str("event", "start_failed").Err(err).Msg("courier could not start")
-			return exitFailed
+			return startFailed(err)
 		}
 		defer stopSim()
 		cfg.MessageappURL = url
@@ -138,6 +148,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitFailed
 	}
 	return exitOK
+}
+
+// configuredByEnvironment answers arguments given to courier serve: it is
+// configured by environment variables, and when args start with a flag
+// that names one, the answer says which, as --port 1 or --log-level=debug
+// becomes PORT=1 or LOG_LEVEL=debug.
+func configuredByEnvironment(args []string) string {
+	const hint = "courier serve is configured by environment variables, not arguments"
+	flag, value, hasValue := strings.Cut(args[0], "=")
+	name := strings.ToUpper(strings.ReplaceAll(strings.TrimLeft(flag, "-"), "-", "_"))
+	if !hasValue && len(args) > 1 {
+		value = args[1]
+	}
+	t := reflect.TypeFor[config]()
+	for i := range t.NumField() {
+		if strings.HasPrefix(flag, "-") && t.Field(i).Tag.Get("env") == name {
+			return fmt.Sprintf("%s: set %s=%s instead (courier -h lists them)", hint, name, cmp.Or(value, "..."))
+		}
+	}
+	return hint + " (courier -h lists them)"
 }
 
 // usage is what `courier -h` prints: the commands, then the service's
@@ -174,7 +204,7 @@ environment of courier serve (empty counts as unset):
 
 // newLogger builds the one logger everything else gets a child of.
 func newLogger(cfg config, out io.Writer) zerolog.Logger {
-	level, _ := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel)) // validated in loadConfig
+	level, _ := zerolog.ParseLevel(cfg.LogLevel) // validated, and lowered, in loadConfig
 	if cfg.LogFormat == "console" {
 		// Colours for a person at a terminal; a file or pipe gets plain text.
 		out = zerolog.ConsoleWriter{Out: out, TimeFormat: "15:04:05.000", NoColor: !isTerminal(out)}

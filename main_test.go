@@ -42,7 +42,7 @@ func TestHelpPrintsUsageAndStartsNothing(t *testing.T) {
 	}
 }
 
-func TestPortInUseFailsBeforeAnythingStartsWithOneLine(t *testing.T) {
+func TestPortInUseFailsBeforeAnythingStartsWithOneLineOnStderr(t *testing.T) {
 	taken, err := net.Listen("tcp", ":0")
 	if err != nil {
 		t.Fatal(err)
@@ -54,10 +54,15 @@ func TestPortInUseFailsBeforeAnythingStartsWithOneLine(t *testing.T) {
 	if code := run(context.Background(), []string{"courier"}, func(k string) string { return env[k] }, &stdout, &stderr); code != 1 {
 		t.Errorf("exit code: got %d, want 1", code)
 	}
-	lines := stdout.entries(nil)
+	// On stderr, where configuration errors go too: whatever keeps courier
+	// from starting is one stream to watch.
+	lines := stderr.entries(nil)
 	if len(lines) != 1 || lines[0]["event"] != "start_failed" || lines[0]["message"] != "courier could not start" ||
 		!strings.Contains(lines[0]["error"].(string), "address already in use") {
-		t.Errorf("log: got %v, want one start_failed line with the listen error", lines)
+		t.Errorf("stderr: got %v, want one start_failed line with the listen error", lines)
+	}
+	if stdout.String() != "" {
+		t.Errorf("stdout: got %q, want nothing", stdout.String())
 	}
 }
 
