@@ -190,11 +190,11 @@ func (b *Breaker) transition(to CircuitState) {
 	switch to {
 	case CircuitOpen:
 		b.log.Warn().Str("event", circuitEvent(CircuitOpen)).Int64("consecutive_failures", b.cb.ConsecFailures()).
-			Int64("open_for_ms", b.backoff.current().Milliseconds()).Msg("circuit opened: not calling messageapp")
+			Int64("open_for_ms", b.backoff.current().Milliseconds()).Msg("CIRCUIT OPENED: courier stops calling messageapp")
 	case CircuitHalfOpen:
-		b.log.Info().Str("event", circuitEvent(CircuitHalfOpen)).Msg("circuit half-open: one probe goes to messageapp")
+		b.log.Info().Str("event", circuitEvent(CircuitHalfOpen)).Msg("CIRCUIT HALF-OPEN: one probe goes to messageapp")
 	case CircuitClosed:
-		b.log.Info().Str("event", circuitEvent(CircuitClosed)).Msg("circuit closed: messageapp answers again")
+		b.log.Info().Str("event", circuitEvent(CircuitClosed)).Msg("CIRCUIT CLOSED: messageapp answers again")
 	}
 	var openFor time.Duration
 	if to == CircuitOpen {

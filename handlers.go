@@ -314,6 +314,7 @@ func (s *service) rejectQueueFull(w http.ResponseWriter) {
 	h["Retry-After"] = cached.retryAfter
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_, _ = w.Write(cached.body)
+	logRefused(s.log, http.StatusServiceUnavailable, CodeQueueFull, "the queue is full")
 }
 
 // retryAfter is the Retry-After estimate for the queue as it is in q.
@@ -354,6 +355,9 @@ func (s *service) handleGetMessage() httprouter.Handle {
 				fmt.Sprintf("no message with id %q (unknown, or evicted after finishing)", id), nil)
 			return
 		}
+		if why := s.waitReason(); why != nil && m.Status == StatusQueued {
+			m.LastError = why
+		}
 		writeJSON(w, http.StatusOK, m)
 	}
 }
@@ -384,8 +388,27 @@ func (s *service) handleListMessages() httprouter.Handle {
 				&problem{Errors: []fieldProblem{{Field: "status", Detail: "must be one of queued, sending, sent, failed, timeout"}}})
 			return
 		}
-		writeJSON(w, http.StatusOK, listMessagesResponse{Messages: s.store.List(limit, status)})
+		messages := s.store.List(limit, status)
+		if why := s.waitReason(); why != nil {
+			for i := range messages {
+				if messages[i].Status == StatusQueued {
+					messages[i].LastError = why
+				}
+			}
+		}
+		writeJSON(w, http.StatusOK, listMessagesResponse{Messages: messages})
 	}
+}
+
+// waitReason is what a queued message shows as its last_error while the
+// circuit is not closed: why it waits and, as of now, until when. Every
+// queued message waits for the probe, including one queued after the
+// circuit opened and never tried. It is nil while the circuit is closed.
+func (s *service) waitReason() *AttemptError {
+	if state, _ := s.breaker.State(); state != CircuitClosed {
+		return keptError(state, s.breaker.OpenLeft())
+	}
+	return nil
 }
 
 // queueStatus is the queue part of /status and of a queue_full problem.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"errors"
 	"strconv"
 	"strings"
@@ -26,7 +27,7 @@ func TestOpenCircuitLogsEveryMessageItKeepsBackOnceWithItsID(t *testing.T) {
 	for _, l := range lines {
 		id, _ := l["id"].(string)
 		perID[id]++
-		if id == "" || l["message"] != "circuit open: not sent to messageapp" || l["level"] != "warn" || l["probe_in_ms"] == nil {
+		if id == "" || l["message"] != OutcomeBreakerOpen.rule().text || l["level"] != "warn" || l["probe_in_ms"] == nil {
 			t.Errorf("breaker_open line: got %v, want id, its text, warn and probe_in_ms", l)
 		}
 	}
@@ -101,5 +102,28 @@ func TestBreakerOpenLinesAreBudgetedAndTheRestAccountedFor(t *testing.T) {
 	last := logs.entries(map[string]any{"outcome": "breaker_open"})
 	if n := len(last); n != keptLinesPerSecond+1 || last[n-1]["id"] != "m0" || last[n-1]["unlogged_before"] != float64(100-keptLinesPerSecond) {
 		t.Errorf("in a new open period: got %v, want a line for m0 with unlogged_before %d", last[len(last)-1], 100-keptLinesPerSecond)
+	}
+}
+
+func TestAMessageQueuedWhileTheCircuitIsOpenSaysWhyItWaits(t *testing.T) {
+	s, _ := openCircuit(t, baseEnv("")) // BREAKER_BACKOFF_INITIAL 10m: no probe during the test
+	r := s.post("d", "queued after the circuit opened")
+	if r.status != 202 {
+		t.Fatalf("POST: got %d, want 202", r.status)
+	}
+	id := r.body["id"].(string)
+	m := s.message(id)
+	if m.Status != StatusQueued || m.LastError == nil || m.LastError.Kind != OutcomeBreakerOpen ||
+		!strings.Contains(m.LastError.Detail, "next probe due in") {
+		t.Fatalf("GET /messages/%s: got status %s, last_error %+v; want queued, breaker_open with when the probe is due", id, m.Status, m.LastError)
+	}
+	list, _ := s.do(http.MethodGet, "/messages?status=queued", "", "").body["messages"].([]any)
+	if len(list) == 0 {
+		t.Fatal("GET /messages?status=queued: no message")
+	}
+	for _, m := range list {
+		if e, _ := m.(map[string]any)["last_error"].(map[string]any); e["kind"] != string(OutcomeBreakerOpen) {
+			t.Errorf("GET /messages?status=queued: got %v, want every one with last_error breaker_open", m)
+		}
 	}
 }

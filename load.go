@@ -34,7 +34,7 @@ type loadOptions struct {
 	Concurrency       int           // closed-loop clients (used when Rate is 0)
 	Duration          time.Duration // how long to send
 	MaxRequests       int           // hard cap on requests sent
-	RespectRetryAfter bool          // wait as told after a 503
+	RespectRetryAfter bool          // after a 503, delay sends as Retry-After says
 	Retries           int           // re-sends of a message after a 503 or no answer, same Idempotency-Key
 	AllowRemote       bool          // permit a non-loopback URL
 	Out               io.Writer     // per-second lines; nil for none
@@ -53,7 +53,8 @@ type loadStats struct {
 	Errors    int                 // no answer: connection refused, timeout
 	Retries   int                 // requests that were re-sends of an earlier one
 	Replayed  int                 // 202s courier marked Idempotent-Replayed
-	HeldBack  int                 // sends skipped because Retry-After said wait
+	HeldBack  int                 // sends delayed because Retry-After said wait
+	StillHeld int                 // of those, sends still waiting when the run ended
 	Dropped   int                 // sends skipped because maxInFlight were open
 	Latencies []time.Duration
 }
@@ -67,6 +68,7 @@ func (s *loadStats) merge(o loadStats) {
 	s.Accepted += o.Accepted
 	s.Errors += o.Errors
 	s.HeldBack += o.HeldBack
+	s.StillHeld += o.StillHeld
 	s.Retries += o.Retries
 	s.Replayed += o.Replayed
 	s.Dropped += o.Dropped
@@ -82,6 +84,15 @@ func (s *loadStats) merge(o loadStats) {
 func (s loadStats) rejectedTotal() int {
 	n := 0
 	for _, v := range s.Rejected {
+		n += v
+	}
+	return n
+}
+
+// otherTotal counts the answers that were neither 202 nor 503.
+func (s loadStats) otherTotal() int {
+	n := 0
+	for _, v := range s.Other {
 		n += v
 	}
 	return n
@@ -118,8 +129,9 @@ func newLoadClient(opt loadOptions) (*loadClient, error) {
 		return nil, err
 	}
 	transport := &http.Transport{MaxIdleConnsPerHost: max(opt.Concurrency, 64), IdleConnTimeout: 30 * time.Second}
+	opt.URL = baseURL(opt.URL)
 	return &loadClient{opt: opt, http: &http.Client{Transport: transport, Timeout: 10 * time.Second},
-		target: strings.TrimSuffix(opt.URL, "/") + "/messages", runID: "load-" + xid.New().String(),
+		target: opt.URL + "/messages", runID: "load-" + xid.New().String(),
 		window: newLoadStats(), total: newLoadStats()}, nil
 }
 
@@ -158,6 +170,9 @@ func (o loadOptions) check() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("-url %q: want an http:// URL of courier, e.g. http://127.0.0.1:9001", o.URL)
 	}
+	if p := baseURL(u.Path); p != "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("-url %q: want courier's base URL, without a path (%q), e.g. http://%s; /messages is added to it", o.URL, u.Path, u.Host)
+	}
 	if !o.AllowRemote && !isLoopback(u.Hostname()) {
 		return fmt.Errorf("-url %q is not on this machine; pass -allow-remote to load another host", o.URL)
 	}
@@ -176,6 +191,13 @@ func (o loadOptions) check() error {
 	return nil
 }
 
+// baseURL is courier's base URL as -url gives it, which may also be the
+// POST /messages URL itself: without a trailing "/" or "/messages".
+func baseURL(url string) string {
+	url = strings.TrimSuffix(url, "/")
+	return strings.TrimSuffix(strings.TrimSuffix(url, "/messages"), "/")
+}
+
 func isLoopback(host string) bool {
 	if host == "localhost" {
 		return true
@@ -189,7 +211,10 @@ type loadJob struct{ n, attempt int }
 
 // openLoop sends at a fixed rate whatever the answers, as real traffic does,
 // until sending ends; each request lives until ctx ends. A send due for a
-// retry goes before a new message.
+// retry goes before a new message. With RespectRetryAfter, a send that comes
+// due while Retry-After says wait is held, not skipped, and goes later: one
+// held send with each tick's own, so a backlog does not land as one burst
+// the moment the wait ends. Sends still held at the end are counted.
 func (c *loadClient) openLoop(sending, ctx context.Context) {
 	tick := time.NewTicker(time.Duration(float64(time.Second) / c.opt.Rate))
 	defer tick.Stop()
@@ -197,22 +222,17 @@ func (c *loadClient) openLoop(sending, ctx context.Context) {
 	retries := make(chan loadJob, maxInFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	next := 0
-	for sent := 0; sent < c.opt.MaxRequests; {
-		select {
-		case <-sending.Done():
-			return
-		case <-tick.C:
-		}
-		if c.heldBack() {
-			continue
-		}
+	next, held := 0, 0
+	defer func() { c.count(func(s *loadStats) { s.StillHeld += held }) }()
+	sent := 0
+	launch := func() {
 		select {
 		case slots <- struct{}{}:
 		default:
 			c.count(func(s *loadStats) { s.Dropped++ })
-			continue
+			return
 		}
+		sent++
 		var job loadJob
 		select {
 		case job = <-retries:
@@ -220,7 +240,6 @@ func (c *loadClient) openLoop(sending, ctx context.Context) {
 			job = loadJob{n: next}
 			next++
 		}
-		sent++
 		wg.Go(func() {
 			defer func() { <-slots }()
 			if c.send(ctx, job) && job.attempt < c.opt.Retries {
@@ -230,6 +249,22 @@ func (c *loadClient) openLoop(sending, ctx context.Context) {
 				}
 			}
 		})
+	}
+	for sent < c.opt.MaxRequests {
+		select {
+		case <-sending.Done():
+			return
+		case <-tick.C:
+		}
+		if c.heldBack() {
+			held++
+			continue
+		}
+		launch()
+		if held > 0 && sent < c.opt.MaxRequests {
+			held--
+			launch()
+		}
 	}
 }
 
@@ -276,7 +311,7 @@ func (c *loadClient) closedLoop(sending, ctx context.Context) {
 	wg.Wait()
 }
 
-// heldBack reports (and counts) a send skipped because of Retry-After.
+// heldBack reports (and counts) a send delayed because of Retry-After.
 func (c *loadClient) heldBack() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -381,7 +416,7 @@ func (c *loadClient) report(ctx context.Context) {
 		fmt.Fprintf(c.opt.Out, row,
 			fmt.Sprintf("%ds", int(time.Since(start).Round(time.Second).Seconds())),
 			strconv.Itoa(w.Requests), strconv.Itoa(w.Accepted), strconv.Itoa(w.Rejected[CodeQueueFull]),
-			strconv.Itoa(w.rejectedTotal()-w.Rejected[CodeQueueFull]), strconv.Itoa(w.Errors), strconv.Itoa(w.HeldBack),
+			strconv.Itoa(w.rejectedTotal()-w.Rejected[CodeQueueFull]), strconv.Itoa(w.Errors+w.otherTotal()), strconv.Itoa(w.HeldBack),
 			w.percentile(50).Round(100*time.Microsecond), w.percentile(99).Round(100*time.Microsecond),
 			st.depth, st.accepting, st.circuit)
 	}
@@ -440,7 +475,7 @@ func printLoadSummary(w io.Writer, opt loadOptions, s loadStats) {
 		fmt.Fprintf(tw, "202s replayed by courier\t%d\n", s.Replayed)
 	}
 	if opt.RespectRetryAfter {
-		fmt.Fprintf(tw, "held back by Retry-After\t%d\n", s.HeldBack)
+		fmt.Fprintf(tw, "sends delayed by Retry-After\t%d (%d still waiting when the run ended)\n", s.HeldBack, s.StillHeld)
 	}
 	if s.Dropped > 0 {
 		fmt.Fprintf(tw, "not sent (%d already open)\t%d\n", maxInFlight, s.Dropped)
@@ -467,7 +502,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&opt.Concurrency, "concurrency", 0, "clients sending back to back (with -rate 0)")
 	fs.DurationVar(&opt.Duration, "duration", 10*time.Second, "how long to send")
 	fs.IntVar(&opt.MaxRequests, "max-requests", 100_000, "stop after this many requests")
-	fs.BoolVar(&opt.RespectRetryAfter, "respect-retry-after", false, "after a 503, wait as Retry-After says before sending again")
+	fs.BoolVar(&opt.RespectRetryAfter, "respect-retry-after", false, "after a 503, delay sends until Retry-After has passed (they go later, not never)")
 	fs.IntVar(&opt.Retries, "retries", 0, "re-send a message up to this many times after a 503 or no answer, with the same Idempotency-Key")
 	fs.BoolVar(&opt.AllowRemote, "allow-remote", false, "allow a -url that is not on this machine")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
@@ -482,8 +517,12 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	total := client.run(ctx)
 	printLoadSummary(stdout, opt, total)
-	if total.Requests > 0 && total.Errors == total.Requests {
+	switch {
+	case total.Requests > 0 && total.Errors == total.Requests:
 		fmt.Fprintf(stderr, "courier load: no request got an answer; is courier running at %s?\n", opt.URL)
+		return exitFailed
+	case total.Requests > 0 && total.Accepted+total.rejectedTotal() == 0:
+		fmt.Fprintf(stderr, "courier load: no answer was courier's 202 or 503 (see other answers); is %s courier's base URL?\n", opt.URL)
 		return exitFailed
 	}
 	return exitOK

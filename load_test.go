@@ -88,12 +88,76 @@ func TestRespectingRetryAfterWastesFewerRequests(t *testing.T) {
 		return c.run(context.Background())
 	}
 	hammer, polite := run(false), run(true)
-	// Retry-After: 1 over 1.5 s lets a polite client through about twice.
-	if polite.Requests > 6 || polite.HeldBack < 100 {
-		t.Errorf("polite client: %d requests, %d held back; want a handful and the rest held back", polite.Requests, polite.HeldBack)
+	// Retry-After: 1 over 1.5 s lets a polite client through about twice;
+	// the sends it holds are still waiting at the end, not dropped.
+	if polite.Requests > 6 || polite.HeldBack < 100 || polite.StillHeld < polite.HeldBack-6 {
+		t.Errorf("polite client: %d requests, %d held back, %d still held; want a handful and the rest held to the end",
+			polite.Requests, polite.HeldBack, polite.StillHeld)
 	}
 	if hammer.Requests < 100 || hammer.HeldBack != 0 {
 		t.Errorf("hammering client: %d requests, %d held back; want well over 100 and none held", hammer.Requests, hammer.HeldBack)
+	}
+}
+
+func TestRespectingRetryAfterDelaysSendsInsteadOfDroppingThem(t *testing.T) {
+	// courier refuses the first POST with Retry-After: 1 and takes the rest:
+	// a client that waits as told sends what came due meanwhile afterwards.
+	var posts atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.Method != http.MethodPost {
+			http.NotFound(w, r)
+			return
+		}
+		if posts.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"code":"queue_full","status":503}`)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := newLoadClient(loadOptions{URL: srv.URL, Rate: 100, Duration: 2 * time.Second,
+		MaxRequests: 10_000, RespectRetryAfter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.run(context.Background())
+	// About 200 sends came due, 100 of them during the wait; dropping
+	// those would leave about 100 accepted.
+	if got.Accepted < 150 || got.HeldBack < 50 {
+		t.Errorf("accepted %d, held back %d (%d still held at the end); want the held sends to go later, not be dropped",
+			got.Accepted, got.HeldBack, got.StillHeld)
+	}
+	if offered := got.Requests + got.StillHeld + got.Dropped; offered < 150 {
+		t.Errorf("requests %d + still held %d + dropped %d: want every send that came due accounted for", got.Requests, got.StillHeld, got.Dropped)
+	}
+}
+
+func TestLoadTakesCourierOrItsMessagesURL(t *testing.T) {
+	for _, path := range []string{"", "/", "/messages", "/messages/"} {
+		t.Run("-url base"+path, func(t *testing.T) {
+			fc := newFakeCourier(t, 1_000_000)
+			var out, errOut bytes.Buffer
+			code := runLoad(context.Background(), []string{"-url", fc.URL + path, "-rate", "0", "-concurrency", "1", "-max-requests", "5"}, &out, &errOut)
+			if code != 0 || fc.received.Load() != 5 {
+				t.Errorf("got exit %d, %d POSTs at /messages, stderr %q; want 0 and 5", code, fc.received.Load(), errOut.String())
+			}
+		})
+	}
+}
+
+func TestLoadFailsWhenNoAnswerIsCouriers(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler()) // something, not courier
+	t.Cleanup(srv.Close)
+	var out, errOut bytes.Buffer
+	code := runLoad(context.Background(), []string{"-url", srv.URL, "-rate", "0", "-concurrency", "1", "-max-requests", "5"}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "base URL") {
+		t.Errorf("got exit %d and %q, want 1 asking whether -url is courier's base URL", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "other answers (404)") {
+		t.Errorf("summary does not show the 404s:\n%s", out.String())
 	}
 }
 
@@ -112,6 +176,8 @@ func TestLoadRefusesRemoteAndBadOptions(t *testing.T) {
 	tests := [][]string{
 		{"-url", "http://example.com:9001"},
 		{"-url", "not a url"},
+		{"-url", "http://127.0.0.1:9001/api"},
+		{"-url", "http://127.0.0.1:9001/?x=1"},
 		{"-rate", "-1"},
 		{"-rate", "0", "-concurrency", "0"},
 		{"-duration", "0s"},

@@ -159,8 +159,8 @@ func TestSecondSignalStopsTheDrainAtOnceAndStillListsUndelivered(t *testing.T) {
 func TestConsoleLogToAFileHasNoColourCodes(t *testing.T) {
 	var out logBuffer
 	log := newLogger(config{LogLevel: "info", LogFormat: "console"}, &out)
-	log.Warn().Str("event", "x").Msg("circuit open: not sent to messageapp")
-	if got := out.String(); strings.Contains(got, "\x1b[") || !strings.Contains(got, "WRN circuit open: not sent to messageapp") {
+	log.Warn().Str("event", "x").Msg("held back")
+	if got := out.String(); strings.Contains(got, "\x1b[") || !strings.Contains(got, "WRN held back") {
 		t.Errorf("console line: got %q, want plain text", got)
 	}
 }

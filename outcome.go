@@ -47,7 +47,7 @@ var outcomes = [...]outcomeRule{
 	{OutcomeMessageappError, zerolog.ErrorLevel, true, true, StatusFailed, false, "messageapp answered with an error"},
 	{OutcomeUnreachable, zerolog.ErrorLevel, true, true, StatusFailed, false, "messageapp unreachable: nothing was delivered"},
 	{OutcomeTimeout, zerolog.ErrorLevel, false, true, StatusTimeout, false, "messageapp did not answer within {timeout}: gave up"},
-	{OutcomeBreakerOpen, zerolog.WarnLevel, false, false, "", true, "circuit open: not sent to messageapp"},
+	{OutcomeBreakerOpen, zerolog.WarnLevel, false, false, "", true, "message held back by the open circuit: not sent to messageapp"},
 }
 
 // retryableStatus reports whether a non-2xx answer from messageapp speaks

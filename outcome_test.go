@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -22,6 +23,29 @@ func TestEveryOutcomeHasItsOwnLogText(t *testing.T) {
 	}
 	if got := texts[OutcomeTimeout]; !strings.Contains(got, "within 1s") {
 		t.Errorf("timeout text %q does not name the deadline", got)
+	}
+}
+
+func TestAMessageHeldBackReadsUnlikeTheCircuitChangingState(t *testing.T) {
+	// Scanning a console log, the circuit's transitions are the few lines
+	// in capitals; a message the open circuit holds back starts otherwise.
+	b, clk, logs := newTestBreaker(1, time.Second, time.Second)
+	trip(t, b, 1)
+	clk.Add(2 * time.Second)
+	if err := b.Call(context.Background(), succeeding, always); err != nil {
+		t.Fatal(err)
+	}
+	held := outcomeTexts(time.Second)[OutcomeBreakerOpen]
+	transitions := logs.entries(nil)
+	if len(transitions) != 3 {
+		t.Fatalf("breaker lines: got %v, want open, half-open, closed", transitions)
+	}
+	for _, l := range transitions {
+		text, _ := l["message"].(string)
+		first := strings.Fields(text)[0]
+		if first != strings.ToUpper(first) || strings.EqualFold(first, strings.Fields(held)[0]) {
+			t.Errorf("%s line %q: want it to start with a word in capitals that the held-back line %q does not start with", l["event"], text, held)
+		}
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+
+	"github.com/rs/zerolog"
 )
 
 // ProblemCode is the stable `code` of an error answer.
@@ -74,15 +76,24 @@ func newProblem(code ProblemCode, detail string, extra *problem) problem {
 
 // writeProblem answers with the problem of code; extra, if any, carries the
 // extension members. 5xx answers other than the deliberate 503s are logged
-// at error level.
+// at error level, every other refusal at debug level only.
 func (s *service) writeProblem(w http.ResponseWriter, code ProblemCode, detail string, extra *problem) {
 	body := newProblem(code, detail, extra)
 	if body.Status >= 500 && body.Status != http.StatusServiceUnavailable {
 		s.log.Error().Int("status", body.Status).Str("code", string(body.Code)).Msg(detail)
+	} else {
+		logRefused(s.log, body.Status, body.Code, detail)
 	}
 	w.Header()["Content-Type"] = problemContentType
 	w.WriteHeader(body.Status)
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// logRefused writes the debug line of a refused request. Under overload
+// most requests are refused, so this is on the hot path: with debug off,
+// Debug() is one level comparison and a nil event that ignores the rest.
+func logRefused(log zerolog.Logger, status int, code ProblemCode, detail string) {
+	log.Debug().Str("event", "refused").Int("status", status).Str("code", string(code)).Msg(detail)
 }
 
 // problemContentType is shared, never modified, by every problem answer.
