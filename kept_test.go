@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"errors"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
