@@ -76,11 +76,13 @@ func (es configErrors) Error() string {
 func loadConfig(getenv func(string) string) (config, error) {
 	t := reflect.TypeFor[config]()
 	environ := make(map[string]string)
+	durations := make(map[string]bool) // the variables that hold a time.Duration
 	for i := range t.NumField() {
 		name := t.Field(i).Tag.Get("env")
 		if v := getenv(name); v != "" {
 			environ[name] = v
 		}
+		durations[name] = t.Field(i).Type == reflect.TypeFor[time.Duration]()
 	}
 	var cfg config
 	var errs configErrors
@@ -96,12 +98,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("invalid configuration: %w", err)
 		}
 	}
-	// Names and formats are matched in any case: LOG_FORMAT=JSON as LOG_LEVEL=INFO.
-	cfg.LogLevel, cfg.LogFormat = strings.ToLower(cfg.LogLevel), strings.ToLower(cfg.LogFormat)
 	for _, e := range cfg.validate() {
 		if !slices.ContainsFunc(errs, func(p *configError) bool { return p.Var == e.Var }) {
 			typed, set := environ[e.Var]
-			if set {
+			if set && durations[e.Var] {
 				e.Value = typed // as written: 0, not its parsed 0s
 			}
 			e.Default = !set
@@ -117,6 +117,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		slices.SortFunc(errs, func(a, b *configError) int { return order[a.Var] - order[b.Var] })
 		return config{}, errs
 	}
+	// Levels and formats are taken in any case: LOG_FORMAT=JSON as LOG_LEVEL=INFO.
+	cfg.LogLevel, cfg.LogFormat = strings.ToLower(cfg.LogLevel), strings.ToLower(cfg.LogFormat)
 	return cfg, nil
 }
 
@@ -200,10 +202,10 @@ func (c config) validate() []*configError {
 	if u, err := url.Parse(c.MessageappURL); c.MessageappURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		problem("MessageappURL", redactURL(c.MessageappURL), "")
 	}
-	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil {
+	if _, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel)); err != nil {
 		problem("LogLevel", c.LogLevel, "")
 	}
-	if c.LogFormat != "json" && c.LogFormat != "console" {
+	if !strings.EqualFold(c.LogFormat, "json") && !strings.EqualFold(c.LogFormat, "console") {
 		problem("LogFormat", c.LogFormat, "")
 	}
 	if c.Replica != "" && !validReplica(c.Replica) {
