@@ -6,9 +6,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,7 +37,18 @@ type config struct {
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" allowed:"a Go duration from 0s to 10m, e.g. 10s" help:"how long shutdown may spend draining"`
 	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" allowed:"one of trace, debug, info, warn, error, fatal, panic, disabled (in any case)" help:"least level logged"`
 	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json" allowed:"json or console (in any case)" help:"json lines, or console for people"`
+	APITokens         string        `env:"API_TOKENS" allowed:"comma-separated bearer tokens of at least 16 characters each (letters, digits, -._~+/ and = at the end), or unset for open access" help:"each token is one client: /messages then needs Authorization: Bearer <token>, and a client sees only its own messages"`
+	APITokensFile     string        `env:"API_TOKENS_FILE" allowed:"a readable file of tokens as API_TOKENS takes them, one per line (# comments and blank lines skipped), or unset; not with API_TOKENS" help:"API_TOKENS from a file (a mounted secret)"`
+	AdminAddr         string        `env:"ADMIN_ADDR" allowed:"host:port, e.g. 127.0.0.1:9002, or unset" help:"a second listener for /status, /metrics, /events, the dashboard and /openapi.yaml, which then leave PORT"`
 	Replica           string        `env:"REPLICA" allowed:"1 to 32 lowercase letters or digits (a server name in haproxy.cfg: c1, c2, c3), or unset" help:"this replica's name behind HAProxy; starts its message ids"`
+
+	// clients are the bearer tokens of API_TOKENS or API_TOKENS_FILE;
+	// nil means open access.
+	clients *Clients
+
+	// adminListener is ADMIN_ADDR's, listened on by run before anything
+	// starts, like PORT's.
+	adminListener net.Listener
 
 	// Not from the environment: set by the demo and by tests.
 	limits    serverLimits  // zero means defaultServerLimits
@@ -98,6 +112,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("invalid configuration: %w", err)
 		}
 	}
+	tokens, tokenErr := readTokens(cfg.APITokens, cfg.APITokensFile, os.ReadFile)
+	if tokenErr != nil {
+		errs = append(errs, tokenErr)
+	}
+	cfg.clients = NewClients(tokens)
 	for _, e := range cfg.validate() {
 		if !slices.ContainsFunc(errs, func(p *configError) bool { return p.Var == e.Var }) {
 			typed, set := environ[e.Var]
@@ -208,6 +227,11 @@ func (c config) validate() []*configError {
 	if !strings.EqualFold(c.LogFormat, "json") && !strings.EqualFold(c.LogFormat, "console") {
 		problem("LogFormat", c.LogFormat, "")
 	}
+	if c.AdminAddr != "" {
+		if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil || !validPort(port) {
+			problem("AdminAddr", c.AdminAddr, "")
+		}
+	}
 	if c.Replica != "" && !validReplica(c.Replica) {
 		problem("Replica", c.Replica, "")
 	}
@@ -252,4 +276,82 @@ func redactURL(raw string) string {
 	}
 	u.Fragment, u.RawFragment = "", ""
 	return u.String()
+}
+
+// validPort accepts a TCP port number, 0..65535 (0: any free port).
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+// minTokenLen is the shortest token courier takes: 16 characters of the
+// b64token alphabet carry at least 96 bits when drawn at random (e.g.
+// `openssl rand -base64 24`), and a short word would be guessed.
+const minTokenLen = 16
+
+// readTokens reads the clients' tokens from API_TOKENS (comma-separated)
+// or from the file API_TOKENS_FILE names (one a line), never both. Its
+// error names the variable and the entry, never a token: a config error
+// goes to stderr.
+func readTokens(list, file string, readFile func(string) ([]byte, error)) ([]string, *configError) {
+	name, entries := "API_TOKENS", strings.Split(list, ",")
+	allowed := func(n string) string {
+		f, _ := reflect.TypeFor[config]().FieldByName(n)
+		return f.Tag.Get("allowed")
+	}
+	switch {
+	case list != "" && file != "":
+		return nil, &configError{Var: "API_TOKENS_FILE", Value: file, Allowed: allowed("APITokensFile")}
+	case file != "":
+		b, err := readFile(file)
+		if err != nil {
+			return nil, &configError{Var: "API_TOKENS_FILE", Value: file, Allowed: allowed("APITokensFile") + " (" + err.Error() + ")"}
+		}
+		name, entries = "API_TOKENS_FILE", nil
+		for line := range strings.Lines(string(b)) {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				entries = append(entries, line)
+			}
+		}
+	case list == "":
+		return nil, nil
+	}
+	var tokens []string
+	for i, t := range entries {
+		t = strings.TrimSpace(t)
+		if t == "" && name == "API_TOKENS" {
+			continue // a trailing comma
+		}
+		what := ""
+		switch {
+		case len(t) < minTokenLen:
+			what = fmt.Sprintf("is %d characters", len(t))
+		case !validToken(t):
+			what = "holds a character a bearer token may not"
+		case slices.Contains(tokens, t):
+			what = "repeats an earlier one"
+		}
+		if what != "" {
+			return nil, &configError{Var: name, Value: fmt.Sprintf("(not shown) token %d of %d %s", i+1, len(entries), what),
+				Allowed: allowed("APITokens")}
+		}
+		tokens = append(tokens, t)
+	}
+	if len(tokens) == 0 {
+		return nil, &configError{Var: name, Value: "(no token)", Allowed: allowed("APITokens")}
+	}
+	return tokens, nil
+}
+
+// validToken accepts RFC 6750's b64token: letters, digits, "-._~+/", then
+// any number of "=".
+func validToken(t string) bool {
+	body := strings.TrimRight(t, "=")
+	for i := range len(body) {
+		c := body[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+			return false
+		}
+	}
+	return body != ""
 }

@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -70,6 +71,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // demo runs the story and reports whether every phase was observed.
 func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 	cfg := demoConfig()
+	// The demo's client is the one client of a courier with tokens on,
+	// as a team would run it.
+	token := rand.Text()
+	cfg.clients = NewClients([]string{token})
 	fmt.Fprintf(out, "courier demo: messageapp simulator, courier (queue max %d, recovery %d, timeout %s, breaker after %d failures) and a client sending %d msg/s\n\n",
 		cfg.QueueMaxSize, cfg.QueueRecovery, cfg.MessageappTimeout, cfg.BreakerThreshold, demoRate)
 	w := newDemoWatcher(out)
@@ -80,7 +85,7 @@ func demo(ctx context.Context, seed uint64, out io.Writer) (bool, error) {
 	w.printf("watch it live: open %s/ in a browser", st.url)
 
 	// The client reports each second as `courier load` does, on the timeline.
-	load, err := newLoadClient(loadOptions{URL: st.url, Rate: demoRate, Duration: time.Minute, MaxRequests: 100_000, Out: w.table()})
+	load, err := newLoadClient(loadOptions{URL: st.url, Token: token, Rate: demoRate, Duration: time.Minute, MaxRequests: 100_000, Out: w.table()})
 	if err != nil {
 		st.stop()
 		return false, err

@@ -31,8 +31,10 @@ type service struct {
 	breaker      *Breaker
 	store        *Store
 	senders      int
-	replica      string // REPLICA: this instance's name behind the balancer, or empty
-	ids          *IDs   // mints this run's message ids
+	replica      string   // REPLICA: this instance's name behind the balancer, or empty
+	ids          *IDs     // mints this run's message ids
+	clients      *Clients // API_TOKENS; nil: open access
+	adminSplit   bool     // ADMIN_ADDR is set: operators' routes are on their own listener
 	shuttingDown *atomic.Bool
 	shutdownWait int // Retry-After seconds while shutting down
 	obs          Observer
@@ -58,16 +60,22 @@ func (s *service) routes() http.Handler {
 			h(w, req, httprouter.ParamsFromContext(req.Context()))
 		}))
 	}
-	r.Handler(http.MethodPost, "/messages", measured("/messages", s.handlePostMessage()))
-	get("/messages", measured("/messages", s.handleListMessages()))
-	get("/messages/:id", measured("/messages/:id", s.handleGetMessage()))
-	get("/status", measured("/status", s.handleStatus()))
+	// Clients' routes need a client's token when API_TOKENS is set (401
+	// otherwise); operators' routes move to ADMIN_ADDR when it is set; the
+	// probes answer on every listener.
+	clients := func(route string, h clientHandle) http.Handler {
+		return s.metrics.instrument(route, s.forClients(h))
+	}
+	r.Handler(http.MethodPost, "/messages", clients("/messages", s.handlePostMessage()))
+	get("/messages", clients("/messages", s.handleListMessages()))
+	get("/messages/:id", clients("/messages/:id", s.handleGetMessage()))
 	get("/healthz", measured("/healthz", s.handleHealthz()))
 	get("/readyz", measured("/readyz", s.handleReadyz()))
-	get("/", plain(s.handleDashboard()))
-	get("/events", plain(s.handleEvents()))
-	get("/metrics", s.metrics.Handler())
-	get("/openapi.yaml", plain(handleOpenAPI))
+	get("/status", s.forOperators(measured("/status", s.handleStatus())))
+	get("/", s.forOperators(plain(s.handleDashboard())))
+	get("/events", s.forOperators(plain(s.handleEvents())))
+	get("/metrics", s.forOperators(s.metrics.Handler()))
+	get("/openapi.yaml", s.forOperators(plain(handleOpenAPI)))
 
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeProblem(w, CodeNotFound, fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path), nil)
@@ -120,10 +128,10 @@ type postMessageResponse struct {
 }
 
 // handlePostMessage sheds, checks the key, decodes, admits and answers.
-func (s *service) handlePostMessage() httprouter.Handle {
-	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+func (s *service) handlePostMessage() clientHandle {
+	return func(w http.ResponseWriter, r *http.Request, client string) {
 		key, keys := r.Header.Get("Idempotency-Key"), r.Header["Idempotency-Key"]
-		if s.shed(w, key) {
+		if s.shed(w, client, key) {
 			return
 		}
 		if len(keys) > 1 {
@@ -140,7 +148,7 @@ func (s *service) handlePostMessage() httprouter.Handle {
 		if !ok {
 			return
 		}
-		s.answerPost(w, s.admit(req, key))
+		s.answerPost(w, s.admit(client, req, key))
 	}
 }
 
@@ -150,9 +158,9 @@ func (s *service) handlePostMessage() httprouter.Handle {
 // to be answered with its original 202, even while draining: behind a
 // balancer, a 503 would send the retry to another replica, which would
 // accept it a second time. It reports whether it answered.
-func (s *service) shed(w http.ResponseWriter, key string) bool {
+func (s *service) shed(w http.ResponseWriter, client, key string) bool {
 	refusing := s.shuttingDown.Load() || !s.queue.Accepting()
-	if !refusing || (key != "" && s.store.HasKey(key)) {
+	if !refusing || (key != "" && s.store.HasKey(client, key)) {
 		return false
 	}
 	if s.shuttingDown.Load() {
@@ -202,6 +210,7 @@ func (s *service) tooLarge(w http.ResponseWriter) {
 // it.
 type admission struct {
 	store    *Store
+	client   string // who posts it
 	req      postMessageRequest
 	key      string    // Idempotency-Key, if any
 	id       string    // the new message's id
@@ -211,13 +220,13 @@ type admission struct {
 	firstID  string    // the message key stands for, unless KeyUnused
 }
 
-// admit offers a new message to the queue, unless its key was used.
-func (s *service) admit(req postMessageRequest, key string) *admission {
-	a := &admission{store: s.store, req: req, key: key, id: s.ids.New()}
-	a.delivery = newDelivery(a.id, req.Destination, req.Body, key)
+// admit offers client's new message to the queue, unless its key was used.
+func (s *service) admit(client string, req postMessageRequest, key string) *admission {
+	a := &admission{store: s.store, client: client, req: req, key: key, id: s.ids.New()}
+	a.delivery = newClientDelivery(client, a.id, req.Destination, req.Body, key)
 	a.accepted = s.queue.Offer(a.delivery, a.record)
 	if !a.accepted && key != "" && a.use == KeyUnused {
-		a.use, a.firstID = s.store.LookupKey(key, req.Destination, req.Body) // refused while full or closed
+		a.use, a.firstID = s.store.LookupKey(client, key, req.Destination, req.Body) // refused while full or closed
 	}
 	return a
 }
@@ -227,7 +236,7 @@ func (s *service) admit(req postMessageRequest, key string) *admission {
 // and records the message otherwise.
 func (a *admission) record() bool {
 	if a.key != "" {
-		if a.use, a.firstID = a.store.LookupKey(a.key, a.req.Destination, a.req.Body); a.use != KeyUnused {
+		if a.use, a.firstID = a.store.LookupKey(a.client, a.key, a.req.Destination, a.req.Body); a.use != KeyUnused {
 			return false
 		}
 	}
@@ -243,9 +252,11 @@ func (s *service) answerPost(w http.ResponseWriter, a *admission) {
 		w.Header().Set("Idempotent-Replayed", "true")
 		id = a.firstID
 	case a.use == KeyConflict:
+		// Which message holds the key is not said: a key is easy to guess,
+		// an id is not, and the id would lead to that message.
 		s.writeProblem(w, CodeIdempotencyKeyReused,
-			fmt.Sprintf("Idempotency-Key %q was used for message %s with a different destination or body", a.key, a.firstID),
-			&problem{ID: a.firstID})
+			fmt.Sprintf("Idempotency-Key %q was used for another message, with a different destination or body; use a new key for a new message", a.key),
+			nil)
 		return
 	case !a.accepted && s.shuttingDown.Load():
 		s.rejectShuttingDown(w)
@@ -346,10 +357,10 @@ func renderQueueFull(k rejectKey) *renderedReject {
 	return &renderedReject{key: k, retryAfter: []string{strconv.Itoa(k.wait)}, body: append(body, '\n')}
 }
 
-func (s *service) handleGetMessage() httprouter.Handle {
-	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-		id := ps.ByName("id")
-		m, ok := s.store.Get(id)
+func (s *service) handleGetMessage() clientHandle {
+	return func(w http.ResponseWriter, r *http.Request, client string) {
+		id := httprouter.ParamsFromContext(r.Context()).ByName("id")
+		m, ok := s.store.Get(client, id)
 		if !ok {
 			s.writeProblem(w, CodeNotFound,
 				fmt.Sprintf("no message with id %q (unknown, or evicted after finishing)", id), nil)
@@ -367,8 +378,8 @@ type listMessagesResponse struct {
 	Messages []Message `json:"messages"`
 }
 
-func (s *service) handleListMessages() httprouter.Handle {
-	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+func (s *service) handleListMessages() clientHandle {
+	return func(w http.ResponseWriter, r *http.Request, client string) {
 		q := r.URL.Query()
 		limit := 100
 		if v := q.Get("limit"); v != "" {
@@ -388,7 +399,7 @@ func (s *service) handleListMessages() httprouter.Handle {
 				&problem{Errors: []fieldProblem{{Field: "status", Detail: "must be one of queued, sending, sent, failed, timeout"}}})
 			return
 		}
-		messages := s.store.List(limit, status)
+		messages := s.store.List(client, limit, status)
 		if why := s.waitReason(); why != nil {
 			for i := range messages {
 				if messages[i].Status == StatusQueued {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -38,8 +39,8 @@ func TestRepeatedIdempotencyKeyReturnsTheFirstMessage(t *testing.T) {
 
 	reused := s.postKeyed("order-42", "d", "a different body")
 	checkProblem(t, reused, 422, "idempotency_key_reused")
-	if reused.body["id"] != id {
-		t.Errorf("422 names message %v, want %s", reused.body["id"], id)
+	if _, named := reused.body["id"]; named || strings.Contains(fmt.Sprint(reused.body), id) {
+		t.Errorf("422 names the message that holds the key: %v", reused.body)
 	}
 }
 

@@ -30,6 +30,8 @@ import (
 // loadOptions configure one load run.
 type loadOptions struct {
 	URL               string        // courier's base URL
+	AdminURL          string        // where /status is (ADMIN_ADDR); empty: URL
+	Token             string        // bearer token of API_TOKENS; empty: none sent
 	Rate              float64       // requests per second (rate mode)
 	Concurrency       int           // closed-loop clients (used when Rate is 0)
 	Duration          time.Duration // how long to send
@@ -348,6 +350,9 @@ func (c *loadClient) send(ctx context.Context, job loadJob) (retry bool) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", c.runID+"-"+strconv.Itoa(job.n))
+	if c.opt.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opt.Token)
+	}
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	elapsed := time.Since(start)
@@ -412,7 +417,7 @@ func (c *loadClient) report(ctx context.Context) {
 		c.total.merge(w)
 		c.window = newLoadStats()
 		c.mu.Unlock()
-		st := fetchStatus(c.http, c.opt.URL)
+		st := fetchStatus(c.http, cmp.Or(c.opt.AdminURL, c.opt.URL))
 		fmt.Fprintf(c.opt.Out, row,
 			fmt.Sprintf("%ds", int(time.Since(start).Round(time.Second).Seconds())),
 			strconv.Itoa(w.Requests), strconv.Itoa(w.Accepted), strconv.Itoa(w.Rejected[CodeQueueFull]),
@@ -505,6 +510,8 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&opt.RespectRetryAfter, "respect-retry-after", false, "after a 503, delay sends until Retry-After has passed (they go later, not never)")
 	fs.IntVar(&opt.Retries, "retries", 0, "re-send a message up to this many times after a 503 or no answer, with the same Idempotency-Key")
 	fs.BoolVar(&opt.AllowRemote, "allow-remote", false, "allow a -url that is not on this machine")
+	fs.StringVar(&opt.Token, "token", "", "bearer token, when courier has API_TOKENS")
+	fs.StringVar(&opt.AdminURL, "admin-url", "", "where courier's /status is, when ADMIN_ADDR moves it off -url")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return exitOK // -h: the flags were printed
 	} else if err != nil {

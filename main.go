@@ -134,10 +134,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return startFailed(fmt.Errorf("listen on port %d: %w", cfg.Port, err))
 	}
+	if cfg.AdminAddr != "" {
+		if cfg.adminListener, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			ln.Close()
+			return startFailed(fmt.Errorf("listen on ADMIN_ADDR %s: %w", cfg.AdminAddr, err))
+		}
+	}
 	if cfg.MessageappURL == "" {
 		url, stopSim, err := startEmbeddedSimulator(log)
 		if err != nil {
 			ln.Close()
+			if cfg.adminListener != nil {
+				cfg.adminListener.Close()
+			}
 			return startFailed(err)
 		}
 		defer stopSim()
@@ -235,7 +244,9 @@ type instance struct {
 	stopSenders context.CancelFunc
 	stopHub     chan struct{}
 	srv         *http.Server
-	serveErr    chan error // Serve's result, once
+	serveErr    chan error   // Serve's result, once
+	adminSrv    *http.Server // on ADMIN_ADDR, or nil
+	adminErr    chan error   // its Serve's result, once
 }
 
 // start builds courier and starts its senders, its event hub and its HTTP
@@ -255,8 +266,16 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	in.senders.Start(sendCtx)
 	go svc.hub.Run(in.stopHub)
 	go func() { in.serveErr <- in.srv.Serve(ln) }()
+	dashboardAddr := ln.Addr()
+	if cfg.adminListener != nil {
+		in.adminSrv = newHTTPServer(in.srv.Handler, cmp.Or(cfg.limits, defaultServerLimits), log)
+		in.adminSrv.BaseContext = adminBaseContext
+		in.adminErr = make(chan error, 1)
+		go func() { in.adminErr <- in.adminSrv.Serve(cfg.adminListener) }()
+		dashboardAddr = cfg.adminListener.Addr()
+	}
 	logMemoryBudget(log, cfg, readMemoryLimits(os.ReadFile))
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	_, port, _ := net.SplitHostPort(dashboardAddr.String())
 	ev := log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
 		Str("dashboard", "http://localhost:"+port+"/").
 		Str("messageapp_url", redactURL(cfg.MessageappURL)).Int("queue_max_size", cfg.QueueMaxSize).
@@ -264,8 +283,22 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	if cfg.Replica != "" {
 		ev = ev.Str("replica", cfg.Replica)
 	}
-	ev.Msg("courier is listening; the live dashboard is at the dashboard URL")
+	if cfg.adminListener != nil {
+		ev = ev.Str("admin_addr", cfg.adminListener.Addr().String())
+	}
+	ev.Bool("tokens", cfg.clients != nil).Msg("courier is listening; the live dashboard is at the dashboard URL")
+	warnIfOpen(log, cfg, ln.Addr())
 	return in
+}
+
+// warnIfOpen warns, once, that anyone who reaches addr reads every
+// message, when no API_TOKENS guard it and it is not loopback only.
+func warnIfOpen(log zerolog.Logger, cfg config, addr net.Addr) {
+	if tcp, ok := addr.(*net.TCPAddr); cfg.clients != nil || (ok && tcp.IP.IsLoopback()) {
+		return
+	}
+	log.Warn().Str("event", "open_access").Str("addr", addr.String()).
+		Msg("API_TOKENS is unset: anyone who can reach this port can post, read and list every message; set API_TOKENS (README: Security)")
 }
 
 // newHTTPServer serves h within limits, its own complaints (bad TLS, accept
@@ -311,6 +344,14 @@ func (in *instance) shutdown(hurry <-chan struct{}) error {
 	var err error
 	if serveErr := <-in.serveErr; !errors.Is(serveErr, http.ErrServerClosed) {
 		err = fmt.Errorf("http server: %w", serveErr)
+	}
+	if in.adminSrv != nil {
+		if err := in.adminSrv.Shutdown(httpCtx); err != nil {
+			_ = in.adminSrv.Close()
+		}
+		if serveErr := <-in.adminErr; !errors.Is(serveErr, http.ErrServerClosed) {
+			err = errors.Join(err, fmt.Errorf("admin http server: %w", serveErr))
+		}
 	}
 
 	undelivered := svc.store.Unfinished()
@@ -366,7 +407,7 @@ var defaultServerLimits = serverLimits{ReadHeader: 5 * time.Second, Read: 10 * t
 // transitions and attempts as observers.
 func newService(cfg config, log zerolog.Logger) *service {
 	s := &service{log: log.With().Str("component", "http").Logger(), store: NewStore(cfg.MessagesRetained, time.Now),
-		senders: cfg.Senders, replica: cfg.Replica, ids: NewIDs(cfg.Replica), shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
+		senders: cfg.Senders, replica: cfg.Replica, ids: NewIDs(cfg.Replica), clients: cfg.clients, adminSplit: cfg.AdminAddr != "", shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
 	s.metrics = NewMetrics(cfg.MessageappTimeout, s.snapshot)
 	s.hub = NewHub(cmp.Or(cfg.snapEvery, time.Second), s.snapshot)
 	obs := observers{s.metrics, s.hub}

@@ -19,6 +19,7 @@ type ProblemCode string
 // problemStatus.
 const (
 	CodeInvalidRequest       ProblemCode = "invalid_request"
+	CodeUnauthorized         ProblemCode = "unauthorized"
 	CodePayloadTooLarge      ProblemCode = "payload_too_large"
 	CodeUnsupportedMediaType ProblemCode = "unsupported_media_type"
 	CodeIdempotencyKeyReused ProblemCode = "idempotency_key_reused"
@@ -32,6 +33,7 @@ const (
 // problemStatus is the HTTP status of each problem code.
 var problemStatus = map[ProblemCode]int{
 	CodeInvalidRequest:       http.StatusBadRequest,
+	CodeUnauthorized:         http.StatusUnauthorized,
 	CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
 	CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	CodeIdempotencyKeyReused: http.StatusUnprocessableEntity,
@@ -52,7 +54,6 @@ type problem struct {
 	Detail            string         `json:"detail"`
 	Code              ProblemCode    `json:"code"`
 	Errors            []fieldProblem `json:"errors,omitempty"`
-	ID                string         `json:"id,omitempty"`
 	RetryAfterSeconds int            `json:"retry_after_seconds,omitempty"`
 	Queue             *queueStatus   `json:"queue,omitempty"`
 	Circuit           *circuitStatus `json:"circuit,omitempty"`

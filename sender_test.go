@@ -400,7 +400,7 @@ func TestMessageHeldDuringShutdownGetsItsOwnProbeWhenTheSlotFrees(t *testing.T) 
 	case <-time.After(5 * time.Second):
 		t.Fatal("the held message was never probed: the sender still waits for a circuit that nothing will change")
 	}
-	if m, _ := store.Get("held"); m.Status != StatusSent {
+	if m, _ := store.Get("", "held"); m.Status != StatusSent {
 		t.Errorf("held message: got status %s, want sent", m.Status)
 	}
 }

@@ -6,7 +6,7 @@ package main
 // in every snapshot.
 //
 // A message costs one Delivery (the record, 80 bytes), one allocation for
-// its text (id, destination, body and key end to end) and one slot in the
+// its text (id, destination, body, key and client end to end) and one slot in the
 // index by id: no list elements, no per-message maps or timers. The README's
 // sizing section and memoryPerMessage hold the measured figures.
 
@@ -82,8 +82,8 @@ func (e *AttemptError) Error() string { return string(e.Kind) + ": " + e.Detail 
 // Ids are whatever string the caller gives (ids.go's, after REPLICA and a
 // dash when that is set): the store only compares and returns them.
 type Delivery struct {
-	// text is the id, destination, body and idempotency key end to end,
-	// set once; the lengths below cut it.
+	// text is the id, destination, body, idempotency key and client end to
+	// end, set once; the lengths below cut it.
 	text string
 
 	// Guarded by the store's mu.
@@ -101,23 +101,32 @@ type Delivery struct {
 	// storedAttempts is the attempt count GET shows, guarded by mu.
 	storedAttempts uint16
 	idLen, keyLen  uint8
+	clientLen      uint8 // 0, or clientID's 16
 	status         uint8 // index in statuses, guarded by mu
 }
 
-// newDelivery builds a delivery whose strings share one allocation. Ids and
-// idempotency keys longer than 255 bytes do not fit and panic: courier's
-// ids are at most 59 bytes and the API refuses longer keys.
+// newDelivery builds a delivery of the anonymous client (open access).
 func newDelivery(id, destination, body, key string) *Delivery {
-	if len(id) > 255 || len(key) > 255 {
-		panic("delivery id or key longer than 255 bytes")
+	return newClientDelivery("", id, destination, body, key)
+}
+
+// newClientDelivery builds client's delivery, its strings sharing one
+// allocation. Ids, idempotency keys and client ids longer than 255 bytes
+// do not fit and panic: courier's ids are at most 59 bytes, client ids 16,
+// and the API refuses longer keys.
+func newClientDelivery(client, id, destination, body, key string) *Delivery {
+	if len(id) > 255 || len(key) > 255 || len(client) > 255 {
+		panic("delivery id, key or client longer than 255 bytes")
 	}
 	var b strings.Builder
-	b.Grow(len(id) + len(destination) + len(body) + len(key))
+	b.Grow(len(id) + len(destination) + len(body) + len(key) + len(client))
 	b.WriteString(id)
 	b.WriteString(destination)
 	b.WriteString(body)
 	b.WriteString(key)
-	return &Delivery{text: b.String(), idLen: uint8(len(id)), destLen: uint32(len(destination)), keyLen: uint8(len(key))}
+	b.WriteString(client)
+	return &Delivery{text: b.String(), idLen: uint8(len(id)), destLen: uint32(len(destination)), keyLen: uint8(len(key)),
+		clientLen: uint8(len(client))}
 }
 
 // ID is the message's id.
@@ -128,11 +137,18 @@ func (d *Delivery) Destination() string { return d.text[d.idLen : uint32(d.idLen
 
 // Body is what the message says.
 func (d *Delivery) Body() string {
-	return d.text[uint32(d.idLen)+d.destLen : len(d.text)-int(d.keyLen)]
+	return d.text[uint32(d.idLen)+d.destLen : len(d.text)-int(d.clientLen)-int(d.keyLen)]
 }
 
 // key is the Idempotency-Key the message was posted with, or empty.
-func (d *Delivery) key() string { return d.text[len(d.text)-int(d.keyLen):] }
+func (d *Delivery) key() string {
+	end := len(d.text) - int(d.clientLen)
+	return d.text[end-int(d.keyLen) : end]
+}
+
+// Client is the client that posted the message (clientID), or "" with
+// open access.
+func (d *Delivery) Client() string { return d.text[len(d.text)-int(d.clientLen):] }
 
 // message is d as GET shows it. Callers hold the store's mu.
 func (d *Delivery) message() Message {
@@ -167,9 +183,9 @@ type Store struct {
 	// delivery it holds.
 	mu             sync.Mutex
 	byID           map[string]*Delivery
-	byKey          map[string]*Delivery // by Idempotency-Key; forgotten with its message
-	oldest, newest *Delivery            // the list in creation order
-	finishedFirst  *Delivery            // the finished, in the order they finished
+	byKey          map[clientKey]*Delivery // by client and Idempotency-Key; forgotten with its message
+	oldest, newest *Delivery               // the list in creation order
+	finishedFirst  *Delivery               // the finished, in the order they finished
 	finishedLast   *Delivery
 	finished       int
 	counts         Counts
@@ -183,7 +199,7 @@ func NewStore(retained int, now func() time.Time) *Store {
 		retained: retained,
 		now:      now,
 		byID:     make(map[string]*Delivery),
-		byKey:    make(map[string]*Delivery),
+		byKey:    make(map[clientKey]*Delivery),
 	}
 }
 
@@ -210,7 +226,7 @@ func (s *Store) Insert(d *Delivery) {
 	s.newest = d
 	s.byID[d.ID()] = d
 	if d.keyLen > 0 {
-		s.byKey[d.key()] = d
+		s.byKey[clientKey{d.Client(), d.key()}] = d
 	}
 	s.counts.Accepted++
 	s.counts.Queued++
@@ -226,19 +242,23 @@ const (
 	KeyConflict               // seen with a different payload
 )
 
-// HasKey reports whether key stands for a retained message.
-func (s *Store) HasKey(key string) bool {
+// clientKey is an Idempotency-Key in the only scope it has: its client's.
+// Two clients may use the same key for different messages.
+type clientKey struct{ client, key string }
+
+// HasKey reports whether client's key stands for a retained message.
+func (s *Store) HasKey(client, key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.byKey[key]
+	_, ok := s.byKey[clientKey{client, key}]
 	return ok
 }
 
-// LookupKey says whether key was already used, and for which message.
-func (s *Store) LookupKey(key, destination, body string) (KeyUse, string) {
+// LookupKey says whether client already used key, and for which message.
+func (s *Store) LookupKey(client, key, destination, body string) (KeyUse, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, ok := s.byKey[key]
+	d, ok := s.byKey[clientKey{client, key}]
 	switch {
 	case !ok:
 		return KeyUnused, ""
@@ -298,7 +318,7 @@ func (s *Store) finish(d *Delivery) {
 		s.unlink(old)
 		delete(s.byID, old.ID())
 		if old.keyLen > 0 {
-			delete(s.byKey, old.key())
+			delete(s.byKey, clientKey{old.Client(), old.key()})
 		}
 	}
 }
@@ -333,25 +353,26 @@ func (s *Store) count(st Status, d int64) {
 	}
 }
 
-// Get returns a copy of the message with id.
-func (s *Store) Get(id string) (Message, bool) {
+// Get returns a copy of client's message with id: another client's is
+// not found, as if it did not exist.
+func (s *Store) Get(client, id string) (Message, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.byID[id]
-	if !ok {
+	if !ok || d.Client() != client {
 		return Message{}, false
 	}
 	return d.message(), true
 }
 
-// List returns up to limit messages, newest first, optionally only those
-// with status (empty means any).
-func (s *Store) List(limit int, status Status) []Message {
+// List returns up to limit of client's messages, newest first, optionally
+// only those with status (empty means any).
+func (s *Store) List(client string, limit int, status Status) []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Message, 0, min(limit, len(s.byID)))
 	for d := s.newest; d != nil && len(out) < limit; d = d.prev {
-		if status == "" || statuses[d.status] == status {
+		if (status == "" || statuses[d.status] == status) && d.Client() == client {
 			out = append(out, d.message())
 		}
 	}

@@ -25,7 +25,7 @@ func TestStoreFollowsAMessageThroughItsLife(t *testing.T) {
 			t.Fatalf("after moving to %s: got %+v, want %+v", st.to, got, st.want)
 		}
 	}
-	if m, _ := s.Get("a"); m.Status != StatusSent {
+	if m, _ := s.Get("", "a"); m.Status != StatusSent {
 		t.Errorf("status: got %s, want sent", m.Status)
 	}
 }
@@ -39,16 +39,16 @@ func TestStoreKeepsOnlyTheRetainedFinishedMessages(t *testing.T) {
 		s.Move(id, StatusSent, 1, nil)
 	}
 	// Finished in the order 3, 0, 4 with room for two: 3 goes first.
-	if _, ok := s.Get("3"); ok {
+	if _, ok := s.Get("", "3"); ok {
 		t.Error("oldest finished message 3 was kept")
 	}
 	for _, id := range []string{"0", "1", "2", "4"} {
-		if _, ok := s.Get(id); !ok {
+		if _, ok := s.Get("", id); !ok {
 			t.Errorf("message %s evicted, want kept (unfinished or among the newest finished)", id)
 		}
 	}
 	var got []string
-	for _, m := range s.List(100, "") {
+	for _, m := range s.List("", 100, "") {
 		got = append(got, m.ID)
 	}
 	if fmt.Sprint(got) != "[4 2 1 0]" {
@@ -66,7 +66,7 @@ func TestStoreWithNothingRetained(t *testing.T) {
 	s := NewStore(0, time.Now)
 	s.Add("a", "d", "b", "")
 	s.Move("a", StatusTimeout, 1, &AttemptError{Kind: OutcomeTimeout, Detail: "slow"})
-	if _, ok := s.Get("a"); ok {
+	if _, ok := s.Get("", "a"); ok {
 		t.Error("MESSAGES_RETAINED=0 kept a finished message")
 	}
 	if c := s.Counts(); c.Timeout != 1 || !c.Balanced() {
