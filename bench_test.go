@@ -41,7 +41,7 @@ func BenchmarkAdmit(b *testing.B) {
 	go func() {
 		defer close(done)
 		for {
-			if _, err := a.queue.Take(ctx, nil); err != nil {
+			if _, err := a.queue.Take(ctx, nil, nil); err != nil {
 				return
 			}
 		}
@@ -76,7 +76,7 @@ func BenchmarkWatermarkParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if q.Offer(d, yes) {
-				_, _ = q.Take(context.Background(), nil)
+				_, _ = q.Take(context.Background(), nil, nil)
 			}
 		}
 	})

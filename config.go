@@ -28,7 +28,8 @@ type config struct {
 	MessageappTimeout time.Duration `env:"MESSAGEAPP_TIMEOUT" envDefault:"1s" allowed:"a Go duration from 1ms to 5m, e.g. 1s" help:"deadline of every call to messageapp"`
 	QueueMaxSize      int           `env:"QUEUE_MAX_SIZE" envDefault:"10" allowed:"a whole number from 1 to 1000000" help:"queue depth at which enqueueing is disabled"`
 	QueueRecovery     int           `env:"QUEUE_RECOVERY_THRESHOLD" envDefault:"5" allowed:"a whole number from 0 to QUEUE_MAX_SIZE-1" help:"depth at or below which enqueueing is enabled again"`
-	Senders           int           `env:"SENDERS" envDefault:"64" allowed:"a whole number from 1 to 1024" help:"concurrent calls to messageapp while the circuit is closed"`
+	Senders           int           `env:"SENDERS" envDefault:"64" allowed:"a whole number from 1 to 1024" help:"the most concurrent calls to messageapp: the ceiling of the concurrency limit"`
+	ConcurrencyLimit  string        `env:"CONCURRENCY_LIMIT" envDefault:"adaptive" allowed:"adaptive or fixed" help:"adaptive: the calls in flight to messageapp follow its latency and failures, between 1 and SENDERS; fixed: always SENDERS"`
 	MaxAttempts       int           `env:"MAX_ATTEMPTS" envDefault:"3" allowed:"a whole number from 1 to 100" help:"attempts per message, the first included, for errors and unreachability"`
 	BreakerThreshold  int           `env:"BREAKER_THRESHOLD" envDefault:"5" allowed:"a whole number from 1 to 10000" help:"consecutive failures that open the circuit"`
 	BackoffInitial    time.Duration `env:"BREAKER_BACKOFF_INITIAL" envDefault:"500ms" allowed:"a Go duration from 1ms to 10m, e.g. 500ms" help:"first open period before a probe"`
@@ -54,6 +55,7 @@ type config struct {
 	limits    serverLimits  // zero means defaultServerLimits
 	snapEvery time.Duration // dashboard snapshot interval; zero means one second
 	observer  Observer      // hears what courier does, besides metrics and the dashboard; the demo's
+	tuning    limiterTuning // how the adaptive limit samples latency; zero means defaultLimiterTuning
 }
 
 // configError says which variable is wrong, what it held and what would do.
@@ -138,6 +140,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	// Levels and formats are taken in any case: LOG_FORMAT=JSON as LOG_LEVEL=INFO.
 	cfg.LogLevel, cfg.LogFormat = strings.ToLower(cfg.LogLevel), strings.ToLower(cfg.LogFormat)
+	cfg.ConcurrencyLimit = strings.ToLower(cfg.ConcurrencyLimit)
 	return cfg, nil
 }
 
@@ -223,6 +226,9 @@ func (c config) validate() []*configError {
 	}
 	if _, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel)); err != nil {
 		problem("LogLevel", c.LogLevel, "")
+	}
+	if !strings.EqualFold(c.ConcurrencyLimit, "adaptive") && !strings.EqualFold(c.ConcurrencyLimit, "fixed") {
+		problem("ConcurrencyLimit", c.ConcurrencyLimit, "")
 	}
 	if !strings.EqualFold(c.LogFormat, "json") && !strings.EqualFold(c.LogFormat, "console") {
 		problem("LogFormat", c.LogFormat, "")

@@ -54,12 +54,16 @@ type Snapshot struct {
 	PerSecond map[string]float64 `json:"per_second"`
 }
 
-// Transition is a queue or circuit change, as its log line says it.
+// Transition is a queue, circuit or concurrency limit change, as its log
+// line says it.
 type Transition struct {
 	Time    time.Time `json:"time"`
 	Event   string    `json:"event"`
 	Depth   *int      `json:"depth,omitempty"`
 	OpenFor string    `json:"open_for,omitempty"`
+	Limit   *int      `json:"limit,omitempty"`
+	From    *int      `json:"from,omitempty"`
+	Cause   string    `json:"cause,omitempty"`
 }
 
 type sseMessage struct {
@@ -139,6 +143,11 @@ func (h *Hub) CircuitChanged(to CircuitState, openFor time.Duration) {
 		t.OpenFor = openFor.String()
 	}
 	h.transition(t)
+}
+
+// LimitChanged publishes a concurrency limit transition.
+func (h *Hub) LimitChanged(limit, from int, cause string) {
+	h.transition(Transition{Time: time.Now(), Event: limitEvent(limit > from), Limit: &limit, From: &from, Cause: cause})
 }
 
 // Attempted counts an attempt for the next snapshot.

@@ -284,6 +284,15 @@ func (w *demoWatcher) CircuitChanged(to CircuitState, openFor time.Duration) {
 	w.event(circuitEvent(to), text)
 }
 
+// LimitChanged prints and counts a concurrency limit transition.
+func (w *demoWatcher) LimitChanged(limit, from int, cause string) {
+	if limit < from {
+		w.event(limitEvent(false), fmt.Sprintf("concurrency limit %d → %d (%s): fewer calls to messageapp at once", from, limit, cause))
+		return
+	}
+	w.event(limitEvent(true), fmt.Sprintf("concurrency limit %d → %d (%s): more calls to messageapp at once", from, limit, cause))
+}
+
 // Attempted counts an outcome.
 func (w *demoWatcher) Attempted(o Outcome, _ time.Duration) {
 	w.mu.Lock()

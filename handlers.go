@@ -29,6 +29,7 @@ type service struct {
 	log          zerolog.Logger
 	queue        *Queue
 	breaker      *Breaker
+	limiter      *Limiter
 	store        *Store
 	senders      int
 	replica      string   // REPLICA: this instance's name behind the balancer, or empty
@@ -436,13 +437,24 @@ type circuitStatus struct {
 	ConsecutiveFailures int64        `json:"consecutive_failures"`
 }
 
+// concurrencyStatus is the concurrency limit part of /status (SPEC §12).
+type concurrencyStatus struct {
+	Mode       string  `json:"mode"`        // "adaptive" or "fixed" (CONCURRENCY_LIMIT)
+	Limit      int     `json:"limit"`       // calls to messageapp allowed in flight now, 1..ceiling
+	Ceiling    int     `json:"ceiling"`     // SENDERS
+	InFlight   int     `json:"in_flight"`   // calls to messageapp in flight now
+	LatencyMS  float64 `json:"latency_ms"`  // the recent latency the limit steers by (smoothed p90); 0 until measured
+	BaselineMS float64 `json:"baseline_ms"` // the baseline it is compared with; 0 until measured
+}
+
 // statusResponse is the body of GET /status.
 type statusResponse struct {
-	Queue    queueStatus   `json:"queue"`
-	Circuit  circuitStatus `json:"circuit"`
-	Messages Counts        `json:"messages"`
-	Senders  int           `json:"senders"`
-	Replica  string        `json:"replica,omitempty"` // REPLICA, when set
+	Queue       queueStatus       `json:"queue"`
+	Circuit     circuitStatus     `json:"circuit"`
+	Concurrency concurrencyStatus `json:"concurrency"`
+	Messages    Counts            `json:"messages"`
+	Senders     int               `json:"senders"`
+	Replica     string            `json:"replica,omitempty"` // REPLICA, when set
 }
 
 func (s *service) queueStatus() queueStatus {
@@ -455,9 +467,19 @@ func (s *service) circuitStatus() circuitStatus {
 	return circuitStatus{State: state, ConsecutiveFailures: s.breaker.ConsecutiveFailures()}
 }
 
+func (s *service) concurrencyStatus() concurrencyStatus {
+	mode := "fixed"
+	if s.limiter.Adaptive() {
+		mode = "adaptive"
+	}
+	recent, baseline := s.limiter.Steering()
+	return concurrencyStatus{Mode: mode, Limit: s.limiter.Limit(), Ceiling: s.limiter.Ceiling(),
+		InFlight: s.limiter.InFlight(), LatencyMS: ms(recent), BaselineMS: ms(baseline)}
+}
+
 // snapshot is the body of GET /status, also read by metrics and the dashboard.
 func (s *service) snapshot() statusResponse {
-	return statusResponse{Queue: s.queueStatus(), Circuit: s.circuitStatus(),
+	return statusResponse{Queue: s.queueStatus(), Circuit: s.circuitStatus(), Concurrency: s.concurrencyStatus(),
 		Messages: s.store.Counts(), Senders: s.senders, Replica: s.replica}
 }
 

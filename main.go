@@ -255,7 +255,7 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	svc := newService(cfg, log)
 	client := newMessageappClient(cfg.MessageappURL, cfg.MessageappTimeout, cfg.Senders)
 	in := &instance{cfg: cfg, log: log, svc: svc, client: client,
-		senders:  NewSenders(cfg.Senders, cfg.MaxAttempts, svc.queue, svc.breaker, svc.store, client, log, svc.obs),
+		senders:  NewSenders(svc.limiter, cfg.MaxAttempts, svc.queue, svc.breaker, svc.store, client, log, svc.obs),
 		stopHub:  make(chan struct{}),
 		srv:      newHTTPServer(svc.routes(), cmp.Or(cfg.limits, defaultServerLimits), log),
 		serveErr: make(chan error, 1)}
@@ -279,7 +279,7 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	ev := log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
 		Str("dashboard", "http://localhost:"+port+"/").
 		Str("messageapp_url", redactURL(cfg.MessageappURL)).Int("queue_max_size", cfg.QueueMaxSize).
-		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders)
+		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders).Str("concurrency_limit", cfg.ConcurrencyLimit)
 	if cfg.Replica != "" {
 		ev = ev.Str("replica", cfg.Replica)
 	}
@@ -417,6 +417,7 @@ func newService(cfg config, log zerolog.Logger) *service {
 	s.obs = obs
 	s.queue = NewQueue(cfg.QueueMaxSize, cfg.QueueRecovery, log, s.obs, time.Now)
 	s.breaker = NewBreaker(cfg.BreakerThreshold, cfg.BackoffInitial, cfg.BackoffMax, clock.New(), log, s.obs)
+	s.limiter = NewLimiter(cfg.Senders, cfg.ConcurrencyLimit == "adaptive", cmp.Or(cfg.tuning, defaultLimiterTuning), log, s.obs)
 	return s
 }
 

@@ -23,6 +23,7 @@ type Metrics struct {
 	registry           *prometheus.Registry
 	queueTransitions   *prometheus.CounterVec
 	circuitTransitions *prometheus.CounterVec
+	limitTransitions   *prometheus.CounterVec
 	attempts           *prometheus.CounterVec
 	attemptDuration    prometheus.Histogram
 	rejected           *prometheus.CounterVec
@@ -47,6 +48,10 @@ func NewMetrics(timeout time.Duration, snapshot func() statusResponse) *Metrics 
 			Name: "courier_circuit_transitions_total",
 			Help: "Circuit breaker transitions, by the state entered.",
 		}, []string{"state"}),
+		limitTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "courier_concurrency_limit_transitions_total",
+			Help: "Times the concurrency limit halved (lowered) or doubled (raised) since the last such change, as the log's concurrency_* lines.",
+		}, []string{"direction"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "courier_attempts_total",
 			Help: "Attempts to deliver a message, by outcome (breaker_open: a message the open circuit kept from messageapp, once per message per open period; nothing sent).",
@@ -80,8 +85,11 @@ func NewMetrics(timeout time.Duration, snapshot func() statusResponse) *Metrics 
 	for _, s := range []CircuitState{CircuitOpen, CircuitHalfOpen, CircuitClosed} {
 		m.circuitTransitions.WithLabelValues(string(s))
 	}
+	for _, d := range []string{"lowered", "raised"} {
+		m.limitTransitions.WithLabelValues(d)
+	}
 	m.registry.MustRegister(
-		m.queueTransitions, m.circuitTransitions, m.attempts, m.attemptDuration, m.rejected, m.httpDuration,
+		m.queueTransitions, m.circuitTransitions, m.limitTransitions, m.attempts, m.attemptDuration, m.rejected, m.httpDuration,
 		stateCollector{snapshot},
 		// The live heap as of the last collection (go_gc_heap_live_bytes)
 		// is what each held message costs; README's sizing reads it.
@@ -162,6 +170,15 @@ func (m *Metrics) CircuitChanged(to CircuitState, _ time.Duration) {
 	m.circuitTransitions.WithLabelValues(string(to)).Inc()
 }
 
+// LimitChanged counts a concurrency limit transition.
+func (m *Metrics) LimitChanged(limit, from int, _ string) {
+	dir := "lowered"
+	if limit > from {
+		dir = "raised"
+	}
+	m.limitTransitions.WithLabelValues(dir).Inc()
+}
+
 // Attempted counts an attempt and, if messageapp was called, its duration.
 func (m *Metrics) Attempted(outcome Outcome, took time.Duration) {
 	m.attemptsBy[outcome].Inc()
@@ -184,6 +201,10 @@ var (
 	descAccepting   = prometheus.NewDesc("courier_queue_accepting", "1 while POST /messages is accepted, 0 while it is answered 503.", nil, nil)
 	descCircuit     = prometheus.NewDesc("courier_circuit_state", "1 for the circuit's current state, 0 for the others.", []string{"state"}, nil)
 	descConsecutive = prometheus.NewDesc("courier_circuit_consecutive_failures", "Failures since the last success.", nil, nil)
+	descLimit       = prometheus.NewDesc("courier_concurrency_limit", "Calls to messageapp allowed in flight now: the adaptive limit, 1..SENDERS (SENDERS when CONCURRENCY_LIMIT=fixed).", nil, nil)
+	descCeiling     = prometheus.NewDesc("courier_concurrency_ceiling", "The most calls to messageapp ever in flight (SENDERS).", nil, nil)
+	descInFlight    = prometheus.NewDesc("courier_calls_in_flight", "Calls to messageapp in flight now.", nil, nil)
+	descSteering    = prometheus.NewDesc("courier_concurrency_latency_seconds", "The latency the adaptive limit steers by, by window: recent (smoothed p90 of the last sampling windows) and baseline (its long-run average); 0 until measured.", []string{"window"}, nil)
 	descAccepted    = prometheus.NewDesc("courier_messages_accepted_total", "Messages accepted (202).", nil, nil)
 	descFinished    = prometheus.NewDesc("courier_messages_finished_total", "Messages that reached a final status, by status.", []string{"status"}, nil)
 	descPending     = prometheus.NewDesc("courier_messages_pending", "Accepted messages not yet final, by status.", []string{"status"}, nil)
@@ -192,7 +213,7 @@ var (
 // Describe sends every descriptor.
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDepth, descMaxSize, descRecovery, descAccepting, descCircuit,
-		descConsecutive, descAccepted, descFinished, descPending} {
+		descConsecutive, descLimit, descCeiling, descInFlight, descSteering, descAccepted, descFinished, descPending} {
 		ch <- d
 	}
 }
@@ -214,6 +235,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descCircuit, boolFloat(st.Circuit.State == s), string(s))
 	}
 	gauge(descConsecutive, float64(st.Circuit.ConsecutiveFailures))
+	gauge(descLimit, float64(st.Concurrency.Limit))
+	gauge(descCeiling, float64(st.Concurrency.Ceiling))
+	gauge(descInFlight, float64(st.Concurrency.InFlight))
+	gauge(descSteering, st.Concurrency.LatencyMS/1000, "recent")
+	gauge(descSteering, st.Concurrency.BaselineMS/1000, "baseline")
 	counter(descAccepted, st.Messages.Accepted)
 	counter(descFinished, st.Messages.Sent, string(StatusSent))
 	counter(descFinished, st.Messages.Failed, string(StatusFailed))

@@ -13,6 +13,9 @@ type Observer interface {
 	CircuitChanged(to CircuitState, openFor time.Duration)
 	Attempted(outcome Outcome, took time.Duration)
 	Rejected(code ProblemCode)
+	// LimitChanged: the concurrency limit has halved or doubled since the
+	// last time it was reported (from), because of cause.
+	LimitChanged(limit, from int, cause string)
 }
 
 // queueEvent names an enqueueing transition, as the log's `event` field,
@@ -27,6 +30,15 @@ func queueEvent(accepting bool) string {
 // circuitEvent names a circuit transition: circuit_open, circuit_half_open
 // or circuit_closed.
 func circuitEvent(to CircuitState) string { return "circuit_" + string(to) }
+
+// limitEvent names a concurrency limit transition: concurrency_raised or
+// concurrency_lowered.
+func limitEvent(raised bool) string {
+	if raised {
+		return "concurrency_raised"
+	}
+	return "concurrency_lowered"
+}
 
 // observers fans out to each of its members.
 type observers []Observer
@@ -52,5 +64,11 @@ func (all observers) Attempted(outcome Outcome, took time.Duration) {
 func (all observers) Rejected(code ProblemCode) {
 	for _, o := range all {
 		o.Rejected(code)
+	}
+}
+
+func (all observers) LimitChanged(limit, from int, cause string) {
+	for _, o := range all {
+		o.LimitChanged(limit, from, cause)
 	}
 }

@@ -110,9 +110,9 @@ var (
 )
 
 // Take waits for the next delivery. It fails with errQueueDrained once the
-// queue is closed and empty, errInterrupted when interrupt fires, or the
-// context's error.
-func (q *Queue) Take(ctx context.Context, interrupt <-chan struct{}) (*Delivery, error) {
+// queue is closed and empty, errInterrupted when interrupt or also fires
+// (either may be nil), or the context's error.
+func (q *Queue) Take(ctx context.Context, interrupt, also <-chan struct{}) (*Delivery, error) {
 	// A select picks at random among ready cases: once ctx is done, take
 	// nothing more, rather than start what cannot be finished.
 	if err := ctx.Err(); err != nil {
@@ -126,6 +126,8 @@ func (q *Queue) Take(ctx context.Context, interrupt <-chan struct{}) (*Delivery,
 		q.took()
 		return d, nil
 	case <-interrupt:
+		return nil, errInterrupted
+	case <-also:
 		return nil, errInterrupted
 	case <-ctx.Done():
 		return nil, ctx.Err()

@@ -25,7 +25,7 @@ func offer(q *Queue, id string) bool {
 
 func take(t *testing.T, q *Queue) *Delivery {
 	t.Helper()
-	d, err := q.Take(context.Background(), nil)
+	d, err := q.Take(context.Background(), nil, nil)
 	if err != nil {
 		t.Fatalf("take: %v", err)
 	}
@@ -96,7 +96,7 @@ func TestConcurrentOffersAndTakesKeepTheWatermarkConsistent(t *testing.T) {
 	for range 4 {
 		takers.Go(func() {
 			for {
-				if _, err := q.Take(ctx, nil); err != nil {
+				if _, err := q.Take(ctx, nil, nil); err != nil {
 					return
 				}
 				taken.Add(1)
@@ -171,7 +171,7 @@ func TestCloseDrainsThenReportsDrained(t *testing.T) {
 		t.Errorf("took %s, want a", d.ID())
 	}
 	<-q.Drained()
-	if _, err := q.Take(context.Background(), nil); !errors.Is(err, errQueueDrained) {
+	if _, err := q.Take(context.Background(), nil, nil); !errors.Is(err, errQueueDrained) {
 		t.Errorf("take from drained queue: got %v, want errQueueDrained", err)
 	}
 }
@@ -231,7 +231,7 @@ func TestQueueReopensWhenTakesEmptyItWhileTheFillingOfferDisablesIt(t *testing.T
 	q.beforeDisable = func() {
 		for range 2 {
 			takers.Go(func() {
-				if _, err := q.Take(context.Background(), nil); err != nil {
+				if _, err := q.Take(context.Background(), nil, nil); err != nil {
 					t.Errorf("take: %v", err)
 				}
 			})
@@ -293,7 +293,7 @@ func TestWatermarkIsConsistentWheneverTheQueueIsQuiet(t *testing.T) {
 		for range 4 {
 			others.Go(func() {
 				for {
-					if _, err := q.Take(ctx, nil); err != nil {
+					if _, err := q.Take(ctx, nil, nil); err != nil {
 						return
 					}
 					finished.Add(1)
@@ -303,7 +303,7 @@ func TestWatermarkIsConsistentWheneverTheQueueIsQuiet(t *testing.T) {
 		for range 2 {
 			others.Go(func() {
 				for {
-					d, err := q.Take(ctx, nil)
+					d, err := q.Take(ctx, nil, nil)
 					if err != nil {
 						return
 					}

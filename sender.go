@@ -140,7 +140,7 @@ func (c *messageappClient) Close() { c.http.CloseIdleConnections() }
 
 // Senders is the pool that delivers queued messages.
 type Senders struct {
-	n           int
+	limiter     *Limiter // how many of them may call messageapp at once
 	maxAttempts int
 	queue       *Queue
 	breaker     *Breaker
@@ -176,11 +176,12 @@ const requeuePoll = 100 * time.Millisecond
 // so that a probe refused at the edge of its backoff cannot turn into a spin.
 const minOpenPoll = 5 * time.Millisecond
 
-// NewSenders builds a pool of n senders.
-func NewSenders(n, maxAttempts int, q *Queue, b *Breaker, s *Store, c *messageappClient, log zerolog.Logger, obs Observer) *Senders {
+// NewSenders builds a pool of as many senders as lim's ceiling; lim
+// decides how many of them call messageapp at once.
+func NewSenders(lim *Limiter, maxAttempts int, q *Queue, b *Breaker, s *Store, c *messageappClient, log zerolog.Logger, obs Observer) *Senders {
 	l := log.With().Str("component", "sender").Logger()
 	return &Senders{
-		n: n, maxAttempts: maxAttempts, queue: q, breaker: b, store: s, client: c, log: l,
+		limiter: lim, maxAttempts: maxAttempts, queue: q, breaker: b, store: s, client: c, log: l,
 		texts:     outcomeTexts(c.timeout),
 		keptLines: rate.NewLimiter(keptLinesPerSecond, keptLinesPerSecond),
 		probe:     make(chan struct{}, 1),
@@ -190,7 +191,7 @@ func NewSenders(n, maxAttempts int, q *Queue, b *Breaker, s *Store, c *messageap
 
 // Start runs the senders until the queue is drained or ctx is done.
 func (p *Senders) Start(ctx context.Context) {
-	for range p.n {
+	for range p.limiter.Ceiling() {
 		p.wg.Go(func() { p.run(ctx) })
 	}
 }
@@ -200,55 +201,61 @@ func (p *Senders) Wait() { p.wg.Wait() }
 
 func (p *Senders) run(ctx context.Context) {
 	for {
-		d, holdsProbe, ok := p.next(ctx)
+		d, s, holdsProbe, ok := p.next(ctx)
 		if !ok {
 			return
 		}
-		if p.deliver(ctx, d, holdsProbe) {
+		if p.deliver(ctx, d, holdsProbe, &s) {
 			<-p.probe
 		}
+		p.limiter.release(&s)
 	}
 }
 
-// next waits until this sender may take a message: at any time while the
-// circuit is closed, otherwise only once it holds the probe slot. It reports
-// false when the queue is drained or ctx is done.
-func (p *Senders) next(ctx context.Context) (d *Delivery, holdsProbe bool, ok bool) {
+// next waits until this sender may take a message: while the circuit is
+// closed, once it holds a slot of the concurrency limit (taken before the
+// message, so that waiting for room holds nothing back from the queue);
+// otherwise only once it holds the probe slot. It reports false when the
+// queue is drained or ctx is done.
+func (p *Senders) next(ctx context.Context) (d *Delivery, s slot, holdsProbe bool, ok bool) {
 	for {
 		state, changed := p.breaker.State()
 		if state == CircuitClosed {
-			d, err := p.queue.Take(ctx, changed)
+			s, lowered, err := p.limiter.acquire(ctx, changed, p.queue.Drained())
 			if err == nil {
-				return d, false, true
+				if d, err = p.queue.Take(ctx, changed, lowered); err == nil {
+					return d, s, false, true
+				}
+				p.limiter.release(&s)
 			}
 			if !errors.Is(err, errInterrupted) {
-				return nil, false, false
+				return nil, slot{}, false, false
 			}
 			continue
 		}
 		select {
 		case p.probe <- struct{}{}:
-			d, err := p.queue.Take(ctx, changed)
+			d, err := p.queue.Take(ctx, changed, nil)
 			if err == nil {
-				return d, true, true
+				return d, slot{}, true, true
 			}
 			<-p.probe
 			if !errors.Is(err, errInterrupted) {
-				return nil, false, false
+				return nil, slot{}, false, false
 			}
 		case <-changed:
 		case <-p.queue.Drained():
-			return nil, false, false
+			return nil, slot{}, false, false
 		case <-ctx.Done():
-			return nil, false, false
+			return nil, slot{}, false, false
 		}
 	}
 }
 
 // deliver tries d until it reaches a final status, goes back to the queue,
 // or ctx ends. holdsProbe says whether this sender holds the probe slot;
-// deliver may acquire it, and the caller releases it.
-func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (probeHeld bool) {
+// deliver may acquire it, and the caller releases it, and s.
+func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool, s *slot) (probeHeld bool) {
 	p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
 	wasOpen := false
 	for {
@@ -256,7 +263,7 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool) (pr
 		if ready, holdsProbe = p.awaitTurn(ctx, d, holdsProbe, wasOpen); !ready {
 			return holdsProbe
 		}
-		outcome, lastErr := p.attempt(ctx, d)
+		outcome, lastErr := p.attempt(ctx, d, s)
 		if outcome == "" {
 			// Aborted by shutdown: stays sending, listed as undelivered with
 			// its attempts, so a call that went out reads "may have been
@@ -414,16 +421,20 @@ func waitFor(ctx context.Context, d time.Duration, changed <-chan struct{}) (boo
 	}
 }
 
-// attempt makes one call through the breaker and logs its outcome. It
-// returns an empty outcome when shutdown cut the call short.
-func (p *Senders) attempt(ctx context.Context, d *Delivery) (Outcome, *AttemptError) {
+// attempt makes one call through the breaker, counted by the concurrency
+// limit in s, and logs its outcome. It returns an empty outcome when
+// shutdown cut the call short.
+func (p *Senders) attempt(ctx context.Context, d *Delivery, s *slot) (Outcome, *AttemptError) {
 	start := time.Now()
 	err := p.breaker.Call(ctx, func(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return errAborted // cut before it started: not an attempt
 		}
 		d.Attempts++
-		return p.client.Send(ctx, d)
+		p.limiter.begin(s)
+		err := p.client.Send(ctx, d)
+		p.limiter.end(s, callResultOf(err))
+		return err
 	}, isBreakerFailure)
 	elapsed := time.Since(start)
 

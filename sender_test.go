@@ -374,7 +374,7 @@ func TestMessageHeldDuringShutdownGetsItsOwnProbeWhenTheSlotFrees(t *testing.T) 
 	store := NewStore(10, time.Now)
 	client := newMessageappClient(app.URL(), time.Second, 1)
 	defer client.Close()
-	p := NewSenders(1, 3, q, br, store, client, log, observers(nil))
+	p := NewSenders(NewLimiter(1, false, defaultLimiterTuning, log, observers(nil)), 3, q, br, store, client, log, observers(nil))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -388,7 +388,7 @@ func TestMessageHeldDuringShutdownGetsItsOwnProbeWhenTheSlotFrees(t *testing.T) 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if p.deliver(ctx, d, false) {
+		if p.deliver(ctx, d, false, &slot{}) {
 			<-p.probe
 		}
 	}()

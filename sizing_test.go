@@ -48,7 +48,7 @@ func heapPerMessage(n int, finish bool) float64 {
 			panic("queue refused a message")
 		}
 		if finish {
-			d, _ := q.Take(context.Background(), nil)
+			d, _ := q.Take(context.Background(), nil, nil)
 			s.Move(d.ID(), StatusSending, 0, nil)
 			d.Attempts++
 			s.Move(d.ID(), StatusSent, int(d.Attempts), nil)
