@@ -95,6 +95,7 @@ type fakeApp struct {
 	maxInflight atomic.Int64
 	mode        string       // "ok", "down" or "hang"
 	delay       atomic.Int64 // how long "ok" takes to answer, in nanoseconds
+	hang        atomic.Bool  // hang whatever the mode: a sudden outage
 }
 
 func startApp(mode string) (*fakeApp, error) {
@@ -111,16 +112,16 @@ func startApp(mode string) (*fakeApp, error) {
 			defer a.inflight.Add(-1)
 			for m := a.maxInflight.Load(); n > m && !a.maxInflight.CompareAndSwap(m, n); m = a.maxInflight.Load() {
 			}
-			switch a.mode {
-			case "ok":
+			switch mode := a.mode; {
+			case a.hang.Load() || mode == "hang":
+				<-r.Context().Done()
+			case mode == "ok":
 				if d := a.delay.Load(); d > 0 {
 					time.Sleep(time.Duration(d)) // a slow messageapp, as the scenario asks
 				}
 				io.WriteString(w, "OK")
-			case "down":
+			case mode == "down":
 				http.Error(w, "down", http.StatusInternalServerError)
-			case "hang":
-				<-r.Context().Done()
 			}
 		}),
 		ConnState: func(_ net.Conn, s http.ConnState) {

@@ -36,7 +36,7 @@ func main() {
 	target := flag.String("messageapp", "", "internal: messageapp URL for baseline-forward")
 	short := flag.Bool("short", false, "shorter phases (a smoke run, not for the record)")
 	out := flag.String("out", "", "also write the report to this file")
-	only := flag.String("only", "", "run one scenario: forwarding, shedding, memory, timeouts or replicas")
+	only := flag.String("only", "", "run one scenario: forwarding, shedding, memory, timeouts, replicas or adaptive")
 	flag.Parse()
 	switch *role {
 	case "baseline-forward":
@@ -122,6 +122,7 @@ func runAll(short bool, only, outPath string) error {
 		}},
 		{"timeouts", func() error { return benchTimeouts(rep, dir, courierBin, phase(15*time.Second, 5*time.Second)) }},
 		{"replicas", func() error { return benchReplicas(rep, dir, courierBin, phase(10*time.Second, 3*time.Second)) }},
+		{"adaptive", func() error { return benchAdaptive(rep, dir, courierBin, phase(5*time.Second, 3*time.Second)) }},
 	}
 	for _, step := range steps {
 		if only != "" && step.name != only {

@@ -161,11 +161,19 @@ type status struct {
 	Circuit struct {
 		State string `json:"state"`
 	} `json:"circuit"`
+	Concurrency struct {
+		Limit      int     `json:"limit"`
+		Ceiling    int     `json:"ceiling"`
+		InFlight   int     `json:"in_flight"`
+		LatencyMS  float64 `json:"latency_ms"`
+		BaselineMS float64 `json:"baseline_ms"`
+	} `json:"concurrency"`
 	Messages struct {
 		Accepted int64 `json:"accepted"`
 		Queued   int64 `json:"queued"`
 		Sent     int64 `json:"sent"`
 		Sending  int64 `json:"sending"`
+		Timeout  int64 `json:"timeout"`
 	} `json:"messages"`
 	Senders int `json:"senders"`
 }
