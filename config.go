@@ -41,6 +41,7 @@ type config struct {
 	APITokens         string        `env:"API_TOKENS" allowed:"comma-separated bearer tokens of at least 16 characters each (letters, digits, -._~+/ and = at the end), or unset for open access" help:"each token is one client: /messages then needs Authorization: Bearer <token>, and a client sees only its own messages"`
 	APITokensFile     string        `env:"API_TOKENS_FILE" allowed:"a readable file of tokens as API_TOKENS takes them, one per line (# comments and blank lines skipped), or unset; not with API_TOKENS" help:"API_TOKENS from a file (a mounted secret)"`
 	AdminAddr         string        `env:"ADMIN_ADDR" allowed:"host:port, e.g. 127.0.0.1:9002, or unset" help:"a second listener for /status, /metrics, /events, the dashboard and /openapi.yaml, which then leave PORT"`
+	SpoolDir          string        `env:"SPOOL_DIR" allowed:"a directory courier can create files in (made if missing), one per replica, or unset" help:"where shutdown keeps undelivered messages for the next start"`
 	Replica           string        `env:"REPLICA" allowed:"1 to 32 lowercase letters or digits (a server name in haproxy.cfg: c1, c2, c3), or unset" help:"this replica's name behind HAProxy; starts its message ids"`
 
 	// clients are the bearer tokens of API_TOKENS or API_TOKENS_FILE;
@@ -242,6 +243,20 @@ func (c config) validate() []*configError {
 		problem("Replica", c.Replica, "")
 	}
 	return errs
+}
+
+// checkSpoolDir checks what loadConfig leaves alone, since it touches the
+// filesystem: that courier can keep a spool in SPOOL_DIR, if set (making
+// the directory if it is missing). run calls it before starting anything.
+func (c config) checkSpoolDir() error {
+	if c.SpoolDir == "" {
+		return nil
+	}
+	if err := checkSpoolDir(c.SpoolDir); err != nil {
+		f, _ := reflect.TypeFor[config]().FieldByName("SpoolDir")
+		return &configError{Var: "SPOOL_DIR", Value: c.SpoolDir, Allowed: f.Tag.Get("allowed") + " (" + err.Error() + ")"}
+	}
+	return nil
 }
 
 // validReplica accepts 1..32 lowercase letters and digits: a replica's name

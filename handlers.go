@@ -362,7 +362,13 @@ func (s *service) handleGetMessage() clientHandle {
 	return func(w http.ResponseWriter, r *http.Request, client string) {
 		id := httprouter.ParamsFromContext(r.Context()).ByName("id")
 		m, ok := s.store.Get(client, id)
-		if !ok {
+		switch {
+		case !ok && s.fromEarlierRun(id):
+			s.writeProblem(w, CodeFromEarlierRun,
+				fmt.Sprintf("no message with id %q: an earlier run of this courier accepted it, and courier has restarted since; "+
+					"what that run had not delivered is lost unless its shutdown spooled it (SPOOL_DIR), and a spooled message would be known here", id), nil)
+			return
+		case !ok:
 			s.writeProblem(w, CodeNotFound,
 				fmt.Sprintf("no message with id %q (unknown, or evicted after finishing)", id), nil)
 			return
@@ -372,6 +378,17 @@ func (s *service) handleGetMessage() clientHandle {
 		}
 		writeJSON(w, http.StatusOK, m)
 	}
+}
+
+// fromEarlierRun reports whether id is one this courier (this REPLICA)
+// minted in an earlier run: its shape and prefix are this courier's, its
+// run tag is not this run's.
+func (s *service) fromEarlierRun(id string) bool {
+	prefix := ""
+	if s.replica != "" {
+		prefix = s.replica + "-"
+	}
+	return len(id) == len(prefix)+idTextLen && strings.HasPrefix(id, prefix) && s.ids.FromEarlierRun(id)
 }
 
 // listMessagesResponse is the body of GET /messages.

@@ -114,6 +114,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	cfg, err := loadConfig(getenv)
+	if err == nil {
+		err = cfg.checkSpoolDir()
+	}
 	if err != nil {
 		for line := range strings.Lines(err.Error()) {
 			fmt.Fprintf(stderr, "courier: %s\n", strings.TrimSuffix(line, "\n"))
@@ -153,6 +156,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cfg.MessageappURL = url
 	}
 	if err := serve(ctx, cfg, ln, log); err != nil {
+		var corrupt *spoolError
+		if errors.As(err, &corrupt) {
+			log.Error().Str("event", "start_failed").Err(err).Msg("courier could not start")
+			fmt.Fprintf(stderr, "courier: %v\n", corrupt)
+			return exitUsage
+		}
 		log.Error().Str("event", "failed").Err(err).Msg("courier stopped on an error")
 		return exitFailed
 	}
@@ -223,7 +232,11 @@ func newLogger(cfg config, out io.Writer) zerolog.Logger {
 
 // serve runs courier on ln until ctx is done, then shuts it down in order.
 func serve(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger) error {
-	in := start(ctx, cfg, ln, log)
+	in, err := start(ctx, cfg, ln, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -249,10 +262,15 @@ type instance struct {
 	adminErr    chan error   // its Serve's result, once
 }
 
-// start builds courier and starts its senders, its event hub and its HTTP
-// server on ln.
-func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger) *instance {
+// start builds courier, takes back what a spool kept, and starts its
+// senders, its event hub and its HTTP server on ln.
+func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger) (*instance, error) {
 	svc := newService(cfg, log)
+	if cfg.SpoolDir != "" {
+		if err := svc.restore(spoolPath(cfg.SpoolDir, cfg.Replica), log); err != nil {
+			return nil, err
+		}
+	}
 	client := newMessageappClient(cfg.MessageappURL, cfg.MessageappTimeout, cfg.Senders)
 	in := &instance{cfg: cfg, log: log, svc: svc, client: client,
 		senders:  NewSenders(svc.limiter, cfg.MaxAttempts, svc.queue, svc.breaker, svc.store, client, log, svc.obs),
@@ -288,7 +306,29 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	}
 	ev.Bool("tokens", cfg.clients != nil).Msg("courier is listening; the live dashboard is at the dashboard URL")
 	warnIfOpen(log, cfg, ln.Addr())
-	return in
+	return in, nil
+}
+
+// restore takes back the messages of the spool at path, if there is one,
+// into the store and the queue, and only then removes the file: a crash
+// before that leaves it to be read again, and none after it can make it be
+// read twice. Called before the senders and the HTTP server start.
+func (s *service) restore(path string, log zerolog.Logger) error {
+	recs, err := readSpool(path)
+	if err != nil || len(recs) == 0 {
+		return err
+	}
+	ds, err := s.store.Restore(recs)
+	if err != nil {
+		return fmt.Errorf("restore the spool %s: %w", path, err)
+	}
+	s.queue.Restore(ds)
+	if err := removeSpool(path); err != nil {
+		return fmt.Errorf("read the spool %s but could not remove it, so its messages would be delivered again at the next start: %w", path, err)
+	}
+	log.Info().Str("event", "restored").Str("file", path).Int("count", len(ds)).
+		Msg("took back the messages the last shutdown spooled; they are queued again under their own ids")
+	return nil
 }
 
 // warnIfOpen warns, once, that anyone who reaches addr reads every
@@ -355,12 +395,26 @@ func (in *instance) shutdown(hurry <-chan struct{}) error {
 	}
 
 	undelivered := svc.store.Unfinished()
-	for _, m := range undelivered {
-		log.Warn().Str("event", "undelivered").Str("id", m.ID).Str("status", string(m.Status)).
-			Int("attempts", m.Attempts).Msg("message not delivered before shutdown")
+	spooled := 0
+	if in.cfg.SpoolDir != "" && len(undelivered) > 0 {
+		path := spoolPath(in.cfg.SpoolDir, in.cfg.Replica)
+		if err := writeSpool(path, svc.store.Pending(), time.Now()); err != nil {
+			log.Error().Str("event", "spool_failed").Str("file", path).Err(err).
+				Msg("could not spool the undelivered messages for the next start; listing them instead")
+		} else {
+			spooled = len(undelivered)
+			log.Info().Str("event", "spooled").Str("file", path).Int("count", spooled).
+				Msg("kept the undelivered messages for the next start")
+		}
+	}
+	if spooled == 0 {
+		for _, m := range undelivered {
+			log.Warn().Str("event", "undelivered").Str("id", m.ID).Str("status", string(m.Status)).
+				Int("attempts", m.Attempts).Msg("message not delivered before shutdown")
+		}
 	}
 	counts := svc.store.Counts()
-	log.Info().Str("event", "stopped").Int("undelivered", len(undelivered)).Int64("accepted", counts.Accepted).
+	log.Info().Str("event", "stopped").Int("undelivered", len(undelivered)).Int("spooled", spooled).Int64("accepted", counts.Accepted).
 		Int64("sent", counts.Sent).Int64("failed", counts.Failed).Int64("timeout", counts.Timeout).
 		Msg("courier stopped")
 	return err

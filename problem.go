@@ -24,6 +24,7 @@ const (
 	CodeUnsupportedMediaType ProblemCode = "unsupported_media_type"
 	CodeIdempotencyKeyReused ProblemCode = "idempotency_key_reused"
 	CodeNotFound             ProblemCode = "not_found"
+	CodeFromEarlierRun       ProblemCode = "from_earlier_run"
 	CodeMethodNotAllowed     ProblemCode = "method_not_allowed"
 	CodeQueueFull            ProblemCode = "queue_full"
 	CodeShuttingDown         ProblemCode = "shutting_down"
@@ -38,6 +39,7 @@ var problemStatus = map[ProblemCode]int{
 	CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	CodeIdempotencyKeyReused: http.StatusUnprocessableEntity,
 	CodeNotFound:             http.StatusNotFound,
+	CodeFromEarlierRun:       http.StatusNotFound,
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	CodeQueueFull:            http.StatusServiceUnavailable,
 	CodeShuttingDown:         http.StatusServiceUnavailable,

@@ -89,6 +89,28 @@ func (q *Queue) Requeue(d *Delivery, onRequeue func()) bool {
 	return true
 }
 
+// Restore enqueues messages a spool kept, all of them, before any offer,
+// take or requeue (it may replace the channel). A spool can hold more than
+// QUEUE_MAX_SIZE (the senders' messages join the queued ones at shutdown,
+// and the size may have been lowered since): rather than refuse to start,
+// or drop what clients were told was accepted, the queue holds them all
+// and refuses new messages until it drains to the recovery threshold.
+func (q *Queue) Restore(ds []*Delivery) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if need := len(q.ch) + len(ds); need > cap(q.ch) {
+		ch := make(chan *Delivery, need)
+		for len(q.ch) > 0 {
+			ch <- <-q.ch
+		}
+		q.ch = ch
+	}
+	for _, d := range ds {
+		q.ch <- d
+	}
+	q.checkFull()
+}
+
 // checkFull disables enqueueing when the depth reaches max. Callers hold mu.
 func (q *Queue) checkFull() {
 	if depth := len(q.ch); depth >= q.max && q.accepting.Load() {

@@ -27,6 +27,11 @@ import (
 // deadline), which says nothing about messageapp.
 var errAborted = errors.New("attempt aborted by shutdown")
 
+// errAbortedAfterWrite means shutdown cut a call short after its request
+// had gone out whole: messageapp may have it, so, as after a timeout, the
+// message is final and never sent again, nor spooled to be.
+var errAbortedAfterWrite = errors.New("attempt aborted by shutdown after the request went out")
+
 // messageappClient posts messages to messageapp's send endpoint.
 type messageappClient struct {
 	url     string
@@ -103,6 +108,8 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		switch {
+		case ctx.Err() != nil && reached.Load() == 2:
+			return errAbortedAfterWrite
 		case ctx.Err() != nil:
 			return errAborted
 		case !errors.Is(callCtx.Err(), context.DeadlineExceeded):
@@ -265,9 +272,9 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool, s *
 		}
 		outcome, lastErr := p.attempt(ctx, d, s)
 		if outcome == "" {
-			// Aborted by shutdown: stays sending, listed as undelivered with
-			// its attempts, so a call that went out reads "may have been
-			// delivered".
+			// Aborted by shutdown before its request went out (one that
+			// went out is a timeout): stays sending, to be spooled or
+			// listed as undelivered with its attempts.
 			p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
 			return holdsProbe
 		}
@@ -437,6 +444,9 @@ func (p *Senders) attempt(ctx context.Context, d *Delivery, s *slot) (Outcome, *
 		return err
 	}, isBreakerFailure)
 	elapsed := time.Since(start)
+	if errors.Is(err, errAbortedAfterWrite) {
+		err = &AttemptError{Kind: OutcomeTimeout, Detail: "courier shut down before messageapp answered; the request had gone out, so delivery is unknown"}
+	}
 
 	var ae *AttemptError
 	switch {

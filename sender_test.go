@@ -268,14 +268,19 @@ func TestShutdownRefusesNewMessagesAndListsUndelivered(t *testing.T) {
 	if code := <-exit; code != 0 {
 		t.Fatalf("exit code: got %d, want 0", code)
 	}
-	for _, id := range ids {
+	// The first is in messageapp when the drain ends: delivery unknown,
+	// final timeout. The others never left the queue.
+	if got := s.logs.entries(map[string]any{"id": ids[0], "outcome": "timeout"}); len(got) != 1 || !strings.Contains(got[0]["error"].(string), "delivery is unknown") {
+		t.Errorf("message %s, cut short in messageapp: got %v, want one timeout line saying delivery is unknown", ids[0], got)
+	}
+	for _, id := range ids[1:] {
 		if len(s.logs.entries(map[string]any{"event": "undelivered", "id": id})) != 1 {
 			t.Errorf("message %s not listed as undelivered", id)
 		}
 	}
 	stopped := s.logs.entries(map[string]any{"event": "stopped"})
-	if len(stopped) != 1 || stopped[0]["undelivered"] != float64(len(ids)) {
-		t.Errorf("stopped line: got %v, want undelivered %d", stopped, len(ids))
+	if len(stopped) != 1 || stopped[0]["undelivered"] != float64(len(ids)-1) || stopped[0]["timeout"] != float64(1) {
+		t.Errorf("stopped line: got %v, want undelivered %d, timeout 1", stopped, len(ids)-1)
 	}
 }
 
@@ -344,8 +349,11 @@ func TestZeroShutdownTimeoutListsEverythingQueuedAtOnce(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("shutdown took %s with SHUTDOWN_TIMEOUT=0s", took)
 	}
-	if got := s.logs.entries(map[string]any{"event": "undelivered"}); len(got) != 3 {
-		t.Errorf("undelivered lines: got %d, want 3", len(got))
+	if got := s.logs.entries(map[string]any{"event": "undelivered"}); len(got) != 2 {
+		t.Errorf("undelivered lines: got %d, want 2 (and the one in messageapp a timeout)", len(got))
+	}
+	if got := s.logs.entries(map[string]any{"outcome": "timeout"}); len(got) != 1 {
+		t.Errorf("timeout lines: got %d, want 1, the call in messageapp when the drain ended", len(got))
 	}
 }
 

@@ -11,6 +11,7 @@ package main
 // sizing section and memoryPerMessage hold the measured figures.
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -390,6 +391,61 @@ func (s *Store) Unfinished() []Message {
 		}
 	}
 	return out
+}
+
+// Pending returns the messages still queued or sending, oldest first,
+// whole: what a spool keeps of them.
+func (s *Store) Pending() []spoolRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []spoolRecord
+	for d := s.oldest; d != nil; d = d.next {
+		if !statuses[d.status].Final() {
+			out = append(out, spoolRecord{ID: d.ID(), Key: d.key(), Client: d.Client(), Destination: d.Destination(), Body: d.Body(),
+				Attempts: int(d.storedAttempts), CreatedAt: time.Unix(0, d.created).UTC()})
+		}
+	}
+	return out
+}
+
+// Restore records messages a spool kept, oldest first, as queued again
+// under their own ids, keys, attempts and creation times, and returns
+// their deliveries for the queue. They count as accepted by this run. An
+// id or key the store already holds is an error, and nothing is restored.
+func (s *Store) Restore(recs []spoolRecord) ([]*Delivery, error) {
+	now := s.now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		if _, ok := s.byID[r.ID]; ok {
+			return nil, fmt.Errorf("message %s is already known", r.ID)
+		}
+		if _, ok := s.byKey[clientKey{r.Client, r.Key}]; ok && r.Key != "" {
+			return nil, fmt.Errorf("idempotency key %q is already known", r.Key)
+		}
+	}
+	ds := make([]*Delivery, len(recs))
+	for i, r := range recs {
+		d := newClientDelivery(r.Client, r.ID, r.Destination, r.Body, r.Key)
+		d.Attempts = uint16(r.Attempts)
+		d.storedAttempts = d.Attempts
+		d.created, d.updated, d.status = r.CreatedAt.UnixNano(), now, statusIndex(StatusQueued)
+		d.prev = s.newest
+		if s.newest != nil {
+			s.newest.next = d
+		} else {
+			s.oldest = d
+		}
+		s.newest = d
+		s.byID[d.ID()] = d
+		if d.keyLen > 0 {
+			s.byKey[clientKey{d.Client(), d.key()}] = d
+		}
+		s.counts.Accepted++
+		s.counts.Queued++
+		ds[i] = d
+	}
+	return ds, nil
 }
 
 // Counts returns a consistent snapshot of the counters.

@@ -9,8 +9,10 @@
 # Without MESSAGEAPP_URL the replicas share one `courier messageapp`
 # simulator on port 3000 (MESSAGEAPP_PROFILE picks its profile; default
 # flap). The balancer listens on LISTEN (default 127.0.0.1:9000), the
-# replicas c1, c2, c3 on ports 9101, 9102, 9103. Any other courier variable
-# set here (QUEUE_MAX_SIZE, LOG_LEVEL, ...) reaches every replica.
+# replicas c1, c2, c3 on ports 9101, 9102, 9103. Each replica keeps its own
+# spool (what Ctrl-C leaves undelivered, taken back at the next run) in
+# $SPOOL_DIR/c1, c2, c3 (default: $TMPDIR/courier-spool). Any other courier
+# variable set here (QUEUE_MAX_SIZE, LOG_LEVEL, ...) reaches every replica.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,9 +50,10 @@ if [ -z "${MESSAGEAPP_URL:-}" ]; then
   up 3000
   export MESSAGEAPP_URL=http://127.0.0.1:3000/message
 fi
+spool=${SPOOL_DIR:-${TMPDIR:-/tmp}/courier-spool}
 for i in 1 2 3; do
   port=$((9100 + i))
-  REPLICA=c$i PORT=$port setsid "$dir/courier" >"$dir/c$i.log" 2>&1 &
+  REPLICA=c$i PORT=$port SPOOL_DIR="$spool/c$i" setsid "$dir/courier" >"$dir/c$i.log" 2>&1 &
   pids+=($!)
   export "COURIER_$i=127.0.0.1:$port"
 done
@@ -66,6 +69,7 @@ balancer:  http://$LISTEN   (try: go run . load -url http://$LISTEN)
 replicas:  c1 http://127.0.0.1:9101  c2 http://127.0.0.1:9102  c3 http://127.0.0.1:9103
 messageapp: $MESSAGEAPP_URL
 logs:      $dir (HAProxy's UP/DOWN lines below); Ctrl-C stops everything
+spools:    $spool/c1, c2, c3
 EOF
 # Until Ctrl-C, or until one of them exits.
 wait -n "${pids[@]}" || true
