@@ -157,10 +157,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if err := serve(ctx, cfg, ln, log); err != nil {
 		var corrupt *spoolError
-		if errors.As(err, &corrupt) {
-			log.Error().Str("event", "start_failed").Err(err).Msg("courier could not start")
+		var notStarted *startError
+		switch {
+		case errors.As(err, &corrupt):
 			fmt.Fprintf(stderr, "courier: %v\n", corrupt)
 			return exitUsage
+		case errors.As(err, &notStarted):
+			return startFailed(notStarted.err)
 		}
 		log.Error().Str("event", "failed").Err(err).Msg("courier stopped on an error")
 		return exitFailed
@@ -235,7 +238,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	in, err := start(ctx, cfg, ln, log)
 	if err != nil {
 		ln.Close()
-		return err
+		return &startError{err}
 	}
 	var runErr error
 	select {
@@ -246,6 +249,12 @@ func serve(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	}
 	return errors.Join(runErr, in.shutdown(hurryOf(ctx)))
 }
+
+// startError is why serve could not start courier.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
 
 // instance is a running courier: what shutdown stops, in order.
 type instance struct {

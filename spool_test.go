@@ -377,8 +377,8 @@ func TestACorruptSpoolStopsTheStartWithStatus2NamingFileAndLine(t *testing.T) {
 	env["PORT"] = freePort(t)
 	var stdout, stderr logBuffer
 	code := run(t.Context(), []string{"courier"}, func(k string) string { return env[k] }, &stdout, &stderr)
-	if code != exitUsage || !strings.Contains(stderr.String(), file+" line 2") {
-		t.Errorf("got exit %d and stderr %q, want 2 naming %s line 2", code, stderr.String(), file)
+	if msg := stderr.String(); code != exitUsage || !strings.HasPrefix(msg, "courier: spool "+file+" line 2: ") || strings.Count(msg, "\n") != 1 {
+		t.Errorf("got exit %d and stderr %q, want 2 and one line naming %s line 2", code, msg, file)
 	}
 	if data, _ := os.ReadFile(file); string(data) != content {
 		t.Errorf("the corrupt spool was changed: %q", data)
