@@ -471,3 +471,26 @@ func TestASpoolLargerThanTheQueueIsTakenBackWhole(t *testing.T) {
 		t.Errorf("status: got %+v, want 25 accepted and sent, accepting again", st)
 	}
 }
+
+func TestAnIDFromAnEarlierRunIsToldFromAnUnknownOne(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	env := baseEnv(app.URL())
+	env["REPLICA"] = "c2"
+	s := startService(t, env)
+	ours := s.post("d", "b").body["id"].(string)
+	earlier := NewIDs("c2").New() // another run's tag: a restart ago
+	tests := []struct {
+		name, id, code string
+	}{
+		{"an id an earlier run minted", earlier, "from_earlier_run"},
+		{"an id of this run never issued", ours[:len(ours)-4] + "aaaa", "not_found"},
+		{"another replica's id", NewIDs("c3").New(), "not_found"},
+		{"an id without the replica", NewIDs("").New(), "not_found"},
+		{"not an id at all", "hello", "not_found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkProblem(t, s.do(http.MethodGet, "/messages/"+tt.id, "", ""), 404, tt.code)
+		})
+	}
+}
