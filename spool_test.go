@@ -75,6 +75,7 @@ func TestACorruptSpoolIsRefusedNamingTheLine(t *testing.T) {
 		{"one id twice", []string{header(2), rec("a", ""), rec("a", "")}, 3, "id a is there twice"},
 		{"one key twice", []string{header(2), rec("a", "k"), rec("b", "k")}, 3, `idempotency_key "k" is there twice`},
 		{"a bad key", []string{header(1), rec("a", "with space")}, 2, "idempotency_key"},
+		{"a token where the client's id goes", []string{header(1), `{"id":"a","client":"the-first-clients-token","destination":"d","body":"b","attempts":0,"created_at":"2026-12-05T23:00:00Z"}`}, 2, "not a client id"},
 		{"invalid UTF-8", []string{header(1), `{"id":"a","destination":"d","body":"` + "\xff" + `","attempts":0,"created_at":"2026-12-05T23:00:00Z"}`}, 2, "not valid UTF-8"},
 		{"negative attempts", []string{header(1), `{"id":"a","destination":"d","body":"b","attempts":-1,"created_at":"2026-12-05T23:00:00Z"}`}, 2, "attempts is -1"},
 	}
@@ -155,6 +156,7 @@ type courierProcess struct {
 	stderr *logBuffer
 	exited chan struct{}
 	client *http.Client
+	token  string // sent as a bearer token, if set
 }
 
 // startCourierProcess starts the binary with env (PORT picked here) and,
@@ -218,6 +220,9 @@ func (p *courierProcess) request(method, path, body string, headers ...string) r
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
@@ -253,7 +258,11 @@ func TestUndeliveredMessagesSurviveARestartThroughTheSpool(t *testing.T) {
 	dir := t.TempDir()
 	env := spoolEnv(refusedURL(t), dir)
 	env["REPLICA"] = "c1"
+	// Two clients: the messages are the first's, and stay its own.
+	owner, other := "the-first-clients-token", "the-second-clients-token"
+	env["API_TOKENS"] = owner + "," + other
 	first := startCourierProcess(t, env)
+	first.token = owner
 
 	// Accepted while messageapp is down: 12 messages, every third keyed.
 	type sent struct{ id, key, body string }
@@ -290,12 +299,19 @@ func TestUndeliveredMessagesSurviveARestartThroughTheSpool(t *testing.T) {
 	spooledAttempts := map[string]int{}
 	for _, r := range recs {
 		spooledAttempts[r.ID] = r.Attempts
+		if r.Client != clientID(owner) {
+			t.Errorf("spooled %s with client %q, want the owner's id %q", r.ID, r.Client, clientID(owner))
+		}
+	}
+	if raw, _ := os.ReadFile(file); strings.Contains(string(raw), owner) {
+		t.Error("the spool holds a client's token")
 	}
 
 	// messageapp is back; so is courier.
 	app := newFakeMessageapp(t, modeOK)
 	env["MESSAGEAPP_URL"] = app.URL()
 	second := startCourierProcess(t, env)
+	second.token = owner
 	eventually(t, 5*time.Second, "the listening line", func() bool { return len(second.logs.events("listening")) == 1 })
 	events := second.logs.events("restored", "listening")
 	restored := second.logs.entries(map[string]any{"event": "restored"})
@@ -321,6 +337,11 @@ func TestUndeliveredMessagesSurviveARestartThroughTheSpool(t *testing.T) {
 			}
 		}
 	}
+	second.token = other
+	if _, ok := second.message(accepted[0].id); ok {
+		t.Errorf("message %s after the restart: another client reads it", accepted[0].id)
+	}
+	second.token = owner
 	app.mu.Lock()
 	atMessageapp := map[string]int{}
 	for _, b := range app.bodies {
@@ -345,6 +366,7 @@ func TestUndeliveredMessagesSurviveARestartThroughTheSpool(t *testing.T) {
 	app.set(modeOK)
 	env["MESSAGES_RETAINED"] = "1"
 	third := startCourierProcess(t, env)
+	third.token = owner
 	var evicted string
 	for i := range 2 {
 		id := third.request(http.MethodPost, "/messages", fmt.Sprintf(`{"destination":"+34600000000","body":"third run %d"}`, i)).body["id"].(string)
