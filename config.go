@@ -35,6 +35,8 @@ type config struct {
 	BackoffInitial    time.Duration `env:"BREAKER_BACKOFF_INITIAL" envDefault:"500ms" allowed:"a Go duration from 1ms to 10m, e.g. 500ms" help:"first open period before a probe"`
 	BackoffMax        time.Duration `env:"BREAKER_BACKOFF_MAX" envDefault:"10s" allowed:"a Go duration from BREAKER_BACKOFF_INITIAL to 1h, e.g. 10s" help:"longest open period (they double up to it)"`
 	MessagesRetained  int           `env:"MESSAGES_RETAINED" envDefault:"10000" allowed:"a whole number from 0 to 10000000" help:"finished messages kept for GET"`
+	RetainedBytes     byteCount     `env:"MESSAGES_RETAINED_BYTES" envDefault:"32MiB" allowed:"a size from 0 to 1TiB: bytes, or a whole number of KiB, MiB or GiB, e.g. 32MiB" help:"and at most this much memory of them (oldest evicted first)"`
+	MaxConnections    int           `env:"MAX_CONNECTIONS" envDefault:"1024" allowed:"a whole number from 1 to 1000000" help:"open client connections; one arriving at the limit displaces the connection idle longest"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" allowed:"a Go duration from 0s to 10m, e.g. 10s" help:"how long shutdown may spend draining"`
 	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info" allowed:"one of trace, debug, info, warn, error, fatal, panic, disabled (in any case)" help:"least level logged"`
 	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json" allowed:"json or console (in any case)" help:"json lines, or console for people"`
@@ -193,6 +195,7 @@ func (c config) validate() []*configError {
 		{"MaxAttempts", c.MaxAttempts, 1, 100, ""},
 		{"BreakerThreshold", c.BreakerThreshold, 1, 10_000, ""},
 		{"MessagesRetained", c.MessagesRetained, 0, 10_000_000, ""},
+		{"MaxConnections", c.MaxConnections, 1, 1_000_000, ""},
 	}
 	for _, r := range intRanges {
 		if r.relative != "" && bad(strings.Fields(r.relative)[0]) {
@@ -375,4 +378,29 @@ func validToken(t string) bool {
 		}
 	}
 	return body != ""
+}
+
+// byteCount is a size in bytes, written as a whole number of B (or no
+// unit), KiB, MiB or GiB: MESSAGES_RETAINED_BYTES.
+type byteCount int64
+
+// UnmarshalText reads "32MiB", "512KiB", "1048576".
+func (b *byteCount) UnmarshalText(text []byte) error {
+	s := string(text)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = rest, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return fmt.Errorf("not a size from 0 to 1TiB: %q", text)
+	}
+	*b = byteCount(n * mult)
+	return nil
 }

@@ -16,7 +16,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := config{Port: 9001, MessageappURL: "http://localhost:3000/message", MessageappTimeout: time.Second,
 		QueueMaxSize: 10, QueueRecovery: 5, Senders: 64, ConcurrencyLimit: "adaptive", MaxAttempts: 3, BreakerThreshold: 5,
-		BackoffInitial: 500 * time.Millisecond, BackoffMax: 10 * time.Second, MessagesRetained: 10000,
+		BackoffInitial: 500 * time.Millisecond, BackoffMax: 10 * time.Second, MessagesRetained: 10000, RetainedBytes: 32 << 20, MaxConnections: 1024,
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info", LogFormat: "json"}
 	if cfg != want {
 		t.Errorf("defaults: got %+v, want %+v", cfg, want)

@@ -44,6 +44,10 @@ const (
 	historyLen = 300
 	eventsLen  = 50
 	subBuffer  = 64 // messages a slow stream may fall behind before it is dropped
+	// maxStreams is the most /events streams at once. Each holds its
+	// buffer and starts with the history (a few hundred KiB); without a
+	// cap, a client opening thousands would take that many times it.
+	maxStreams = 64
 )
 
 // Snapshot is one point of the dashboard's charts: the status and what
@@ -167,14 +171,18 @@ type history struct {
 	Events     []Transition `json:"events"`
 }
 
-// subscribe registers a stream and returns its channel and the history so far.
-func (h *Hub) subscribe() (chan sseMessage, history) {
-	ch := make(chan sseMessage, subBuffer)
+// subscribe registers a stream and returns its channel and the history so
+// far; ok is false, and nothing is registered, when maxStreams are open.
+func (h *Hub) subscribe() (ch chan sseMessage, hist history, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(h.subs) >= maxStreams {
+		return nil, history{}, false
+	}
+	ch = make(chan sseMessage, subBuffer)
 	h.subs[ch] = struct{}{}
 	return ch, history{IntervalMS: h.interval.Milliseconds(),
-		Snapshots: append([]Snapshot{}, h.snapshots...), Events: append([]Transition{}, h.events...)}
+		Snapshots: append([]Snapshot{}, h.snapshots...), Events: append([]Transition{}, h.events...)}, true
 }
 
 func (h *Hub) unsubscribe(ch chan sseMessage) {
@@ -199,14 +207,22 @@ func appendBounded[T any](s []T, v T, n int) []T {
 func (s *service) handleEvents() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		rc := http.NewResponseController(w)
+		if r.Method == http.MethodHead {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-cache")
+			return // the headers say what GET would stream
+		}
+		ch, hist, ok := s.hub.subscribe()
+		if !ok {
+			w.Header().Set("Retry-After", "10")
+			s.writeProblem(w, CodeTooManyStreams,
+				fmt.Sprintf("%d event streams are open, the most courier serves at once; retry later", maxStreams), &problem{RetryAfterSeconds: 10})
+			return
+		}
+		defer s.hub.unsubscribe(ch)
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Accel-Buffering", "no")
-		if r.Method == http.MethodHead {
-			return // the headers say what GET would stream
-		}
-		ch, hist := s.hub.subscribe()
-		defer s.hub.unsubscribe(ch)
 
 		// The server's WriteTimeout is for ordinary answers; a stream
 		// pushes its deadline forward at every write instead.

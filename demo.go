@@ -35,6 +35,8 @@ func demoConfig() config {
 		BackoffInitial:    500 * time.Millisecond,
 		BackoffMax:        2 * time.Second,
 		MessagesRetained:  10_000,
+		RetainedBytes:     32 << 20,
+		MaxConnections:    1024,
 		ShutdownTimeout:   5 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "json",

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -391,11 +392,6 @@ func (s *service) fromEarlierRun(id string) bool {
 	return len(id) == len(prefix)+idTextLen && strings.HasPrefix(id, prefix) && s.ids.FromEarlierRun(id)
 }
 
-// listMessagesResponse is the body of GET /messages.
-type listMessagesResponse struct {
-	Messages []Message `json:"messages"`
-}
-
 func (s *service) handleListMessages() clientHandle {
 	return func(w http.ResponseWriter, r *http.Request, client string) {
 		q := r.URL.Query()
@@ -425,8 +421,27 @@ func (s *service) handleListMessages() clientHandle {
 				}
 			}
 		}
-		writeJSON(w, http.StatusOK, listMessagesResponse{Messages: messages})
+		writeMessageList(w, messages)
 	}
+}
+
+// writeMessageList writes the body of GET /messages one message at a time,
+// so that answering holds one message's encoding, never the whole list's
+// (a thousand 64 KiB messages would be 64 MiB per request).
+func writeMessageList(w http.ResponseWriter, messages []Message) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, `{"messages":[`)
+	enc := json.NewEncoder(w)
+	for i := range messages {
+		if i > 0 {
+			_, _ = io.WriteString(w, ",")
+		}
+		if enc.Encode(&messages[i]) != nil {
+			return // the client is gone
+		}
+	}
+	_, _ = io.WriteString(w, "]}\n")
 }
 
 // waitReason is what a queued message shows as its last_error while the

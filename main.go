@@ -292,11 +292,14 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	sendCtx, in.stopSenders = context.WithCancel(context.WithoutCancel(ctx))
 	in.senders.Start(sendCtx)
 	go svc.hub.Run(in.stopHub)
+	// Both listeners share MAX_CONNECTIONS.
+	conns := newConnLimit(cfg.MaxConnections, time.Now)
+	in.srv.ConnState = conns.track
 	go func() { in.serveErr <- in.srv.Serve(ln) }()
 	dashboardAddr := ln.Addr()
 	if cfg.adminListener != nil {
 		in.adminSrv = newHTTPServer(in.srv.Handler, cmp.Or(cfg.limits, defaultServerLimits), log)
-		in.adminSrv.BaseContext = adminBaseContext
+		in.adminSrv.BaseContext, in.adminSrv.ConnState = adminBaseContext, conns.track
 		in.adminErr = make(chan error, 1)
 		go func() { in.adminErr <- in.adminSrv.Serve(cfg.adminListener) }()
 		dashboardAddr = cfg.adminListener.Addr()
@@ -471,6 +474,7 @@ var defaultServerLimits = serverLimits{ReadHeader: 5 * time.Second, Read: 10 * t
 func newService(cfg config, log zerolog.Logger) *service {
 	s := &service{log: log.With().Str("component", "http").Logger(), store: NewStore(cfg.MessagesRetained, time.Now),
 		senders: cfg.Senders, replica: cfg.Replica, ids: NewIDs(cfg.Replica), clients: cfg.clients, adminSplit: cfg.AdminAddr != "", shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
+	s.store.CapBytes(int64(cfg.RetainedBytes))
 	s.metrics = NewMetrics(cfg.MessageappTimeout, s.snapshot)
 	s.hub = NewHub(cmp.Or(cfg.snapEvery, time.Second), s.snapshot)
 	obs := observers{s.metrics, s.hub}

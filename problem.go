@@ -28,6 +28,7 @@ const (
 	CodeMethodNotAllowed     ProblemCode = "method_not_allowed"
 	CodeQueueFull            ProblemCode = "queue_full"
 	CodeShuttingDown         ProblemCode = "shutting_down"
+	CodeTooManyStreams       ProblemCode = "too_many_streams"
 	CodeInternalError        ProblemCode = "internal_error"
 )
 
@@ -43,6 +44,7 @@ var problemStatus = map[ProblemCode]int{
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	CodeQueueFull:            http.StatusServiceUnavailable,
 	CodeShuttingDown:         http.StatusServiceUnavailable,
+	CodeTooManyStreams:       http.StatusServiceUnavailable,
 	CodeInternalError:        http.StatusInternalServerError,
 }
 

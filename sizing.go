@@ -70,25 +70,58 @@ func readMemoryLimits(readFile func(string) ([]byte, error)) memoryLimits {
 	return lim
 }
 
+// What a client connection and an /events stream may hold. An idle
+// connection: its read and write buffers (4 KiB each), its goroutine's
+// stack and the connection itself. A busy one, at worst: reading the
+// largest POST (64 KiB body, the decoded strings as much again, headers
+// up to 32 KiB), or writing one listed message. A stream: its buffer of
+// 64 events and the five minutes of history it starts with, encoded.
+const (
+	heapPerIdleConnection = 20 << 10
+	heapPerBusyConnection = 192 << 10
+	heapPerStream         = 384 << 10
+)
+
 // messageMemory is the live heap held by a full queue and a full
-// retention, each message carrying payload bytes.
+// retention (MESSAGES_RETAINED messages, at most MESSAGES_RETAINED_BYTES),
+// each message carrying payload bytes.
 func messageMemory(cfg config, payload int64) int64 {
-	return int64(cfg.QueueMaxSize)*(heapPerQueued+payload) + int64(cfg.MessagesRetained)*(heapPerRetained+payload)
+	retained := min(int64(cfg.MessagesRetained)*(heapPerRetained+payload), int64(cfg.RetainedBytes))
+	return int64(cfg.QueueMaxSize)*(heapPerQueued+payload) + retained
+}
+
+// connectionMemory is the live heap held by MAX_CONNECTIONS connections,
+// idle or each busy with the largest request, and the most /events
+// streams.
+func connectionMemory(cfg config, busy bool) int64 {
+	perConn := int64(heapPerIdleConnection)
+	if busy {
+		perConn = heapPerBusyConnection
+	}
+	return int64(cfg.MaxConnections)*perConn + maxStreams*heapPerStream
+}
+
+// memoryBudget is what the configuration lets courier's heap hold beyond
+// its fixed start-up cost: messages of payload bytes, and connections
+// (busy at the 64 KiB worst case, idle otherwise).
+func memoryBudget(cfg config, payload int64) int64 {
+	return messageMemory(cfg, payload) + connectionMemory(cfg, payload == worstPayload)
 }
 
 // logMemoryBudget says what the configuration lets messages cost, and
 // warns when the worst case is more than GOMEMLIMIT or the machine allows.
 func logMemoryBudget(log zerolog.Logger, cfg config, lim memoryLimits) {
-	typical, worst := messageMemory(cfg, typicalPayload), messageMemory(cfg, worstPayload)
+	typical, worst := memoryBudget(cfg, typicalPayload), memoryBudget(cfg, worstPayload)
 	ev := log.Info().Str("event", "memory_budget").Int("queue_max_size", cfg.QueueMaxSize).
-		Int("messages_retained", cfg.MessagesRetained).Int64("typical_bytes", typical).Int64("worst_case_bytes", worst)
+		Int("messages_retained", cfg.MessagesRetained).Int64("messages_retained_bytes", int64(cfg.RetainedBytes)).
+		Int("max_connections", cfg.MaxConnections).Int64("typical_bytes", typical).Int64("worst_case_bytes", worst)
 	if lim.goMemLimit != math.MaxInt64 {
 		ev = ev.Int64("gomemlimit_bytes", lim.goMemLimit)
 	}
 	if lim.machine > 0 {
 		ev = ev.Int64("machine_bytes", lim.machine).Str("machine_source", lim.machineSource)
 	}
-	ev.Msg(fmt.Sprintf("messages may hold %s of heap with %d-byte payloads, %s at the 64 KiB limit (a full queue and a full retention)",
+	ev.Msg(fmt.Sprintf("messages and connections may hold %s of heap with %d-byte payloads, %s at the 64 KiB limit (a full queue, a full retention, every connection and event stream open)",
 		byteSize(typical), typicalPayload, byteSize(worst)))
 
 	limit, name := lim.machine, "the machine's memory ("+lim.machineSource+")"
@@ -104,7 +137,7 @@ func logMemoryBudget(log zerolog.Logger, cfg config, lim memoryLimits) {
 	}
 	log.Warn().Str("event", "memory_at_risk").Int64("worst_case_bytes", worst).Int64("typical_bytes", typical).
 		Int64("limit_bytes", limit).Str("limit", name).
-		Msg(fmt.Sprintf("a full queue and retention of %s would need more than %s (%s): lower QUEUE_MAX_SIZE or MESSAGES_RETAINED, or give courier more memory",
+		Msg(fmt.Sprintf("a full queue and retention of %s, with every connection open, would need more than %s (%s): lower QUEUE_MAX_SIZE, MESSAGES_RETAINED_BYTES or MAX_CONNECTIONS, or give courier more memory",
 			what, name, byteSize(limit)))
 }
 

@@ -112,8 +112,8 @@ func TestMemoryLimitsComeFromTheCgroupElseMemTotal(t *testing.T) {
 }
 
 func TestStartUpWarnsWhenTheWorstCaseExceedsTheMemoryLimit(t *testing.T) {
-	cfg := config{QueueMaxSize: 1000, MessagesRetained: 10_000}
-	typical, worst := messageMemory(cfg, typicalPayload), messageMemory(cfg, worstPayload)
+	cfg := config{QueueMaxSize: 1000, MessagesRetained: 10_000, RetainedBytes: 1 << 40, MaxConnections: 1024}
+	typical, worst := memoryBudget(cfg, typicalPayload), memoryBudget(cfg, worstPayload)
 	tests := []struct {
 		name     string
 		lim      memoryLimits
@@ -124,7 +124,7 @@ func TestStartUpWarnsWhenTheWorstCaseExceedsTheMemoryLimit(t *testing.T) {
 		{"no limit known", memoryLimits{goMemLimit: math.MaxInt64}, false, "", ""},
 		{"the machine holds the worst case", memoryLimits{goMemLimit: math.MaxInt64, machine: worst + 1, machineSource: "MemTotal"}, false, "", ""},
 		{"the machine does not", memoryLimits{goMemLimit: math.MaxInt64, machine: worst - 1, machineSource: "MemTotal"},
-			true, "64 KiB messages would need more than the machine's memory (MemTotal)", "the machine's memory (MemTotal)"},
+			true, "64 KiB messages, with every connection open, would need more than the machine's memory (MemTotal)", "the machine's memory (MemTotal)"},
 		{"GOMEMLIMIT is lower than the machine", memoryLimits{goMemLimit: worst - 1, machine: 2 * worst, machineSource: "cgroup memory.max"},
 			true, "more than GOMEMLIMIT", "GOMEMLIMIT"},
 		{"even typical messages do not fit", memoryLimits{goMemLimit: typical - 1, machine: 2 * worst, machineSource: "MemTotal"},

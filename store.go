@@ -12,6 +12,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,10 +176,12 @@ func (c Counts) Balanced() bool {
 }
 
 // Store holds messages by id, newest last, keeping at most retained
-// finished ones (the oldest finished are evicted first).
+// finished ones, and at most retainedBytes of them (retainedCost each);
+// the oldest finished are evicted first.
 type Store struct {
-	retained int
-	now      func() time.Time
+	retained      int
+	retainedBytes int64
+	now           func() time.Time
 
 	// mu guards everything below and the store's fields of every
 	// delivery it holds.
@@ -189,6 +192,7 @@ type Store struct {
 	finishedFirst  *Delivery               // the finished, in the order they finished
 	finishedLast   *Delivery
 	finished       int
+	finishedBytes  int64 // retainedCost of the finished
 	counts         Counts
 
 	rejected atomic.Int64
@@ -197,10 +201,11 @@ type Store struct {
 // NewStore makes an empty store.
 func NewStore(retained int, now func() time.Time) *Store {
 	return &Store{
-		retained: retained,
-		now:      now,
-		byID:     make(map[string]*Delivery),
-		byKey:    make(map[clientKey]*Delivery),
+		retained:      retained,
+		retainedBytes: math.MaxInt64,
+		now:           now,
+		byID:          make(map[string]*Delivery),
+		byKey:         make(map[clientKey]*Delivery),
 	}
 }
 
@@ -210,6 +215,21 @@ func (s *Store) Add(id, destination, body, key string) *Delivery {
 	d := newDelivery(id, destination, body, key)
 	s.Insert(d)
 	return d
+}
+
+// CapBytes limits the finished messages kept to n bytes (retainedCost
+// each): MESSAGES_RETAINED_BYTES. Call it before the store is used.
+func (s *Store) CapBytes(n int64) { s.retainedBytes = n }
+
+// retainedCost is what a finished message is counted as against
+// MESSAGES_RETAINED_BYTES: its text as the allocator gives it (a text over
+// 32 KiB takes whole 8 KiB pages) and its record.
+func retainedCost(d *Delivery) int64 {
+	n := int64(len(d.text))
+	if n > 32<<10 {
+		n = (n + 8<<10 - 1) &^ (8<<10 - 1)
+	}
+	return n + heapPerRetained
 }
 
 // Insert records d, newly accepted, as queued.
@@ -309,13 +329,15 @@ func (s *Store) finish(d *Delivery) {
 	}
 	s.finishedLast = d
 	s.finished++
-	for s.finished > s.retained {
+	s.finishedBytes += retainedCost(d)
+	for s.finished > s.retained || s.finishedBytes > s.retainedBytes {
 		old := s.finishedFirst
 		s.finishedFirst = old.nextFinished
 		if s.finishedFirst == nil {
 			s.finishedLast = nil
 		}
 		s.finished--
+		s.finishedBytes -= retainedCost(old)
 		s.unlink(old)
 		delete(s.byID, old.ID())
 		if old.keyLen > 0 {
