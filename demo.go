@@ -130,7 +130,9 @@ type demoStack struct {
 // port that reports to w, both as observer and through its log.
 func startDemoStack(ctx context.Context, cfg config, seed uint64, w *demoWatcher) (*demoStack, error) {
 	log := zerolog.New(w.logLines()).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	sim := NewSimulator(ProfileHealthy, 0, 0, seed, zerolog.Nop(), zerolog.DebugLevel)
+	simCfg := defaultSimConfig(seed)
+	simCfg.Profile = ProfileHealthy
+	sim := NewSimulator(simCfg, zerolog.Nop(), zerolog.DebugLevel)
 	base, stopSim, err := startSimulator("127.0.0.1:0", sim)
 	if err != nil {
 		return nil, err

@@ -144,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if cfg.MessageappURL == "" {
-		url, stopSim, err := startEmbeddedSimulator(log)
+		_, url, stopSim, err := startEmbeddedSimulator(log)
 		if err != nil {
 			ln.Close()
 			if cfg.adminListener != nil {

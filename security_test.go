@@ -156,7 +156,7 @@ func TestMessageappSimulatorListensOnLoopbackUnlessTold(t *testing.T) {
 }
 
 func TestSimulatorServerHasEveryTimeout(t *testing.T) {
-	srv := newSimulatorServer(http.NotFoundHandler())
+	srv := newSimulatorServer(http.NotFoundHandler(), nodeKeepAlive)
 	for name, d := range map[string]time.Duration{"ReadHeaderTimeout": srv.ReadHeaderTimeout, "ReadTimeout": srv.ReadTimeout,
 		"WriteTimeout": srv.WriteTimeout, "IdleTimeout": srv.IdleTimeout} {
 		if d <= 0 {

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -28,12 +29,18 @@ type Profile string
 
 // The simulator's profiles; what each does is in profiles.
 const (
+	ProfileOverload Profile = "overload"
 	ProfileHealthy  Profile = "healthy"
 	ProfileDegraded Profile = "degraded"
 	ProfileDown     Profile = "down"
 	ProfileHang     Profile = "hang"
 	ProfileFlap     Profile = "flap"
 )
+
+// nodeKeepAlive is how long the simulator keeps an idle connection open:
+// Node's http.Server keepAliveTimeout defaults to 5000 ms, and the real
+// messageapp is a Node server.
+const nodeKeepAlive = 5 * time.Second
 
 // The flap profile's cycle unless told otherwise: long enough healthy to
 // see messages flow, long enough degraded for the circuit to open.
@@ -49,6 +56,9 @@ var profiles = []struct {
 	about  string
 	answer func(s *Simulator, now time.Time) reply // called with s.mu held
 }{
+	{ProfileOverload, "workers and a backlog: latency grows with the load; capacity drops in seeded episodes", func(*Simulator, time.Time) reply {
+		return reply{effective: ProfileOverload}
+	}},
 	{ProfileHealthy, "200 OK after 5-50 ms", (*Simulator).healthy},
 	{ProfileDegraded, "fast 500s, spikes of seconds, 200s 4-14 s late, 500s after ~14 s", (*Simulator).degraded},
 	{ProfileDown, "500 at once", func(s *Simulator, _ time.Time) reply {
@@ -76,13 +86,33 @@ func parseProfile(s string) (Profile, error) {
 	return "", fmt.Errorf("unknown profile %q: want one of %s", s, profileNames(", "))
 }
 
+// simConfig is how a simulator starts.
+type simConfig struct {
+	Profile      Profile
+	FlapHealthy  time.Duration // flap: time healthy in each cycle
+	FlapDegraded time.Duration // flap: time degraded in each cycle
+	Overload     overloadConfig
+	KeepAlive    time.Duration // idle connections are closed after this
+	Seed         uint64        // every random draw, episodes included
+}
+
+// defaultSimConfig is `courier messageapp` with no flags, but for the seed.
+func defaultSimConfig(seed uint64) simConfig {
+	return simConfig{Profile: ProfileOverload, FlapHealthy: flapHealthyDefault, FlapDegraded: flapDegradedDefault,
+		Overload: defaultOverload, KeepAlive: nodeKeepAlive, Seed: seed}
+}
+
 // Simulator answers POST /message according to its current profile.
 type Simulator struct {
 	log          zerolog.Logger
 	level        zerolog.Level // of the per-request lines
 	flapHealthy  time.Duration
 	flapDegraded time.Duration
+	keepAlive    time.Duration
 	start        time.Time
+	overload     *overloadModel // runs whatever the profile, so switching back finds its backlog
+	recent       *latencyWindow // of every answer, whichever profile gave it
+	inFlight     atomic.Int64   // requests whose client is waiting
 
 	// mu guards profile and rng.
 	mu      sync.Mutex
@@ -90,15 +120,20 @@ type Simulator struct {
 	rng     *rand.Rand
 }
 
-// NewSimulator starts in profile p; flap spends flapHealthy then
-// flapDegraded in turn, counted from now.
-func NewSimulator(p Profile, flapHealthy, flapDegraded time.Duration, seed uint64, log zerolog.Logger, level zerolog.Level) *Simulator {
+// NewSimulator starts as cfg says; flap's cycle and the overload
+// profile's episodes are counted from now. Close stops it.
+func NewSimulator(cfg simConfig, log zerolog.Logger, level zerolog.Level) *Simulator {
+	start, recent := time.Now(), &latencyWindow{}
 	return &Simulator{
 		log: log.With().Str("component", "messageapp").Logger(), level: level,
-		flapHealthy: flapHealthy, flapDegraded: flapDegraded, start: time.Now(),
-		profile: p, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		flapHealthy: cfg.FlapHealthy, flapDegraded: cfg.FlapDegraded, keepAlive: cfg.KeepAlive, start: start,
+		overload: newOverloadModel(cfg.Overload, cfg.Seed, start, recent), recent: recent,
+		profile: cfg.Profile, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 	}
 }
+
+// Close stops the overload profile's episodes and answers what is inside it.
+func (s *Simulator) Close() { s.overload.close() }
 
 // SetProfile switches the behaviour for every request that arrives next.
 func (s *Simulator) SetProfile(p Profile) {
@@ -118,7 +153,8 @@ func (s *Simulator) Profile() Profile {
 	return s.profile
 }
 
-// reply is what the simulator decided for one request; status 0 = no answer.
+// reply is what the simulator decided for one request; status 0 = no
+// answer. For overload it is only the profile: its model answers.
 type reply struct {
 	effective Profile
 	delay     time.Duration
@@ -206,32 +242,67 @@ func (s *Simulator) handleMessage(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request: want JSON {\"destination\": \"...\", \"body\": \"...\"}", http.StatusBadRequest)
 		return
 	}
-	rep := s.decide(time.Now())
-	ev := s.log.WithLevel(s.level).Str("profile", string(rep.effective)).Int64("latency_ms", rep.delay.Milliseconds())
-	if rep.status == 0 {
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	arrived := time.Now()
+	rep := s.decide(arrived)
+	ev := s.log.WithLevel(s.level).Str("profile", string(rep.effective))
+	switch {
+	case rep.effective == ProfileOverload:
+		call := s.overload.submit(arrived)
+		select {
+		case rep.status = <-call.answer:
+		case <-r.Context().Done():
+			s.overload.abandon(call)
+			ev.Bool("abandoned", true).Int64("waited_ms", time.Since(arrived).Milliseconds()).
+				Msg("caller gave up; the call stays in messageapp's backlog or with its worker")
+			return
+		}
+		ev = ev.Int64("latency_ms", time.Since(arrived).Milliseconds())
+	case rep.status == 0:
 		<-r.Context().Done()
-		ev.Bool("abandoned", true).Msg("hung until the caller gave up")
+		ev.Int64("latency_ms", 0).Bool("abandoned", true).Msg("hung until the caller gave up")
 		return
-	}
-	t := time.NewTimer(rep.delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-r.Context().Done():
-		ev.Int("status", rep.status).Bool("abandoned", true).Msg("caller gave up before the answer")
-		return
+	default:
+		ev = ev.Int64("latency_ms", rep.delay.Milliseconds())
+		t := time.NewTimer(rep.delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			ev.Int("status", rep.status).Bool("abandoned", true).Msg("caller gave up before the answer")
+			return
+		}
+		s.recent.add(time.Now(), rep.delay)
 	}
 	ev.Int("status", rep.status).Msg("answered")
 	if rep.status == http.StatusOK {
 		io.WriteString(w, "OK")
 		return
 	}
-	http.Error(w, "Internal Server Error", rep.status)
+	http.Error(w, http.StatusText(rep.status), rep.status)
 }
 
-// controlBody is the body of GET and PUT /control.
+// controlBody is the body of PUT /control, and the first field of GET's.
 type controlBody struct {
 	Profile Profile `json:"profile"`
+}
+
+// controlReport is what GET and PUT /control answer: the profile, the
+// requests open now, the latency of recent answers and the overload
+// model's workers and backlog (kept whatever the profile, so a switch away
+// from overload shows its backlog draining).
+type controlReport struct {
+	Profile  Profile        `json:"profile"`
+	InFlight int64          `json:"in_flight"` // requests whose client is waiting for the answer
+	Recent   latencySummary `json:"recent"`    // answers of the last 10 s, the abandoned included
+	Overload overloadReport `json:"overload"`
+}
+
+// Report is the simulator's state now.
+func (s *Simulator) Report() controlReport {
+	return controlReport{Profile: s.Profile(), InFlight: s.inFlight.Load(),
+		Recent: s.recent.summary(time.Now()), Overload: s.overload.report()}
 }
 
 func (s *Simulator) handleControl(w http.ResponseWriter, r *http.Request) {
@@ -248,23 +319,24 @@ func (s *Simulator) handleControl(w http.ResponseWriter, r *http.Request) {
 		}
 		s.SetProfile(p)
 	}
-	writeJSON(w, http.StatusOK, controlBody{Profile: s.Profile()})
+	writeJSON(w, http.StatusOK, s.Report())
 }
 
-// startSimulator listens on addr and serves sim until Close. It returns the
-// base URL.
+// startSimulator listens on addr and serves sim until stop, which also
+// closes sim. It returns the base URL.
 func startSimulator(addr string, sim *Simulator) (baseURL string, stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("messageapp simulator: listen on %s: %w", addr, err)
 	}
-	srv := newSimulatorServer(sim.routes())
+	srv := newSimulatorServer(sim.routes(), sim.keepAlive)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = srv.Serve(ln)
 	}()
 	stop = func() {
+		sim.Close()
 		_ = srv.Close() // hung and slow requests end with their connections
 		<-done
 	}
@@ -275,86 +347,119 @@ func startSimulator(addr string, sim *Simulator) (baseURL string, stop func(), e
 // trickles its request or never reads the answer cannot hold a connection
 // for ever. Writing may take 5 minutes, the longest deadline courier gives
 // a call (MESSAGEAPP_TIMEOUT), so no answer a client still waits for is cut.
-func newSimulatorServer(h http.Handler) *http.Server {
+// Idle connections close after keepAlive, as a Node server's do
+// (keepAliveTimeout), so a client that keeps them longer meets the race it
+// would meet in front of the real messageapp.
+func newSimulatorServer(h http.Handler, keepAlive time.Duration) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 5 * time.Minute, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 32 << 10}
+		WriteTimeout: 5 * time.Minute, IdleTimeout: keepAlive, MaxHeaderBytes: 32 << 10}
 }
 
-// startEmbeddedSimulator starts the flapping simulator on a loopback port
-// for a courier run without MESSAGEAPP_URL, and returns its send URL.
-func startEmbeddedSimulator(log zerolog.Logger) (url string, stop func(), err error) {
-	sim := NewSimulator(ProfileFlap, flapHealthyDefault, flapDegradedDefault, uint64(time.Now().UnixNano()), log, zerolog.DebugLevel)
+// startEmbeddedSimulator starts the simulator as `courier messageapp` would
+// with no flags, on a loopback port, for a courier run without
+// MESSAGEAPP_URL, and returns it and its send URL.
+func startEmbeddedSimulator(log zerolog.Logger) (sim *Simulator, url string, stop func(), err error) {
+	cfg := defaultSimConfig(uint64(time.Now().UnixNano()))
+	sim = NewSimulator(cfg, log, zerolog.DebugLevel)
 	base, stop, err := startSimulator("127.0.0.1:0", sim)
 	if err != nil {
-		return "", nil, err
+		sim.Close()
+		return nil, "", nil, err
 	}
-	log.Info().Str("event", "simulator_started").Str("url", base+"/message").Str("profile", string(ProfileFlap)).
-		Str("control", base+"/control").
-		Msg(fmt.Sprintf("MESSAGEAPP_URL is unset: using the built-in messageapp simulator (healthy %s, degraded %s, in turn); "+
-			"set MESSAGEAPP_URL to use a real messageapp", flapHealthyDefault, flapDegradedDefault))
-	return base + "/message", stop, nil
+	o := cfg.Overload
+	log.Info().Str("event", "simulator_started").Str("url", base+"/message").Str("profile", string(cfg.Profile)).
+		Str("control", base+"/control").Uint64("seed", cfg.Seed).
+		Msg(fmt.Sprintf("MESSAGEAPP_URL is unset: using the built-in messageapp simulator (%d workers at about %s a call, "+
+			"so about %.0f calls/s; every %s-%s it drops to %d for %s-%s); set MESSAGEAPP_URL to use a real messageapp",
+			o.Capacity, o.Latency, o.throughput(o.Capacity), o.CalmMin, o.CalmMax, o.EpisodeCapacity, o.EpisodeMin, o.EpisodeMax))
+	return sim, base + "/message", stop, nil
+}
+
+// messageappFlags defines the flags of `courier messageapp` on fs, each
+// defaulting to its environment variable when that is set. It returns the
+// configuration the flags fill in, and the variables that do not parse.
+func messageappFlags(fs *flag.FlagSet, getenv func(string) string) (*simConfig, *int, []error) {
+	cfg := defaultSimConfig(uint64(time.Now().UnixNano()))
+	var errs []error
+	fromEnv := func(name, allowed string, parse func(string) error) {
+		if v := getenv(name); v != "" {
+			if err := parse(v); err != nil {
+				errs = append(errs, &configError{Var: name, Value: v, Allowed: allowed})
+			}
+		}
+	}
+	duration := func(p *time.Duration, flagName, env, usage string) {
+		fromEnv(env, "a Go duration, e.g. 5s", func(v string) (err error) { *p, err = time.ParseDuration(v); return err })
+		fs.DurationVar(p, flagName, *p, usage+" (env "+env+")")
+	}
+	integer := func(p *int, flagName, env, usage string) {
+		fromEnv(env, "a whole number", func(v string) (err error) { *p, err = strconv.Atoi(v); return err })
+		fs.IntVar(p, flagName, *p, usage+" (env "+env+")")
+	}
+	port := 3000
+	integer(&port, "port", "PORT", "TCP port")
+	profile := string(cfg.Profile)
+	fromEnv("MESSAGEAPP_PROFILE", "one of "+profileNames(", "), func(v string) error { _, err := parseProfile(v); profile = v; return err })
+	fs.Func("profile", "one of "+profileNames(", ")+" (env MESSAGEAPP_PROFILE; default "+profile+")", func(v string) error {
+		p, err := parseProfile(v)
+		cfg.Profile = p
+		return err
+	})
+	cfg.Profile = Profile(profile)
+	fromEnv("MESSAGEAPP_SEED", "a whole number from 0", func(v string) (err error) { cfg.Seed, err = strconv.ParseUint(v, 10, 64); return err })
+	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed of every draw, episodes included, for repeatable runs; unset, the clock (env MESSAGEAPP_SEED)")
+	o := &cfg.Overload
+	integer(&o.Capacity, "capacity", "MESSAGEAPP_CAPACITY", "overload: workers, the calls worked on at once")
+	duration(&o.Latency, "latency", "MESSAGEAPP_LATENCY", "overload: base latency; one call's work takes 0.5 to 1.5 times this")
+	integer(&o.EpisodeCapacity, "episode-capacity", "MESSAGEAPP_EPISODE_CAPACITY", "overload: workers left during an episode")
+	duration(&o.EpisodeMin, "episode-min", "MESSAGEAPP_EPISODE_MIN", "overload: shortest episode")
+	duration(&o.EpisodeMax, "episode-max", "MESSAGEAPP_EPISODE_MAX", "overload: longest episode; 0 for none")
+	duration(&o.CalmMin, "calm-min", "MESSAGEAPP_CALM_MIN", "overload: shortest healthy time before an episode")
+	duration(&o.CalmMax, "calm-max", "MESSAGEAPP_CALM_MAX", "overload: longest healthy time before an episode")
+	duration(&o.GiveUp, "give-up", "MESSAGEAPP_GIVE_UP", "overload: a call that waited this long for a worker is answered 500")
+	duration(&cfg.KeepAlive, "keep-alive", "MESSAGEAPP_KEEP_ALIVE", "idle connections are closed after this (Node's default)")
+	duration(&cfg.FlapHealthy, "flap-healthy", "MESSAGEAPP_FLAP_HEALTHY", "flap: time healthy in each cycle")
+	duration(&cfg.FlapDegraded, "flap-degraded", "MESSAGEAPP_FLAP_DEGRADED", "flap: time degraded in each cycle")
+	return &cfg, &port, errs
 }
 
 // runMessageapp is `courier messageapp`: the simulator on its own.
 func runMessageapp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("courier messageapp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	defPort, err := envInt(getenv, "PORT", 3000)
-	if err != nil {
-		fmt.Fprintf(stderr, "courier messageapp: %v\n", err)
+	cfg, port, errs := messageappFlags(fs, getenv)
+	if len(errs) > 0 {
+		for _, err := range errs {
+			fmt.Fprintf(stderr, "courier messageapp: %v\n", err)
+		}
 		return exitUsage
 	}
-	port := fs.Int("port", defPort, "TCP port (env PORT)")
 	host := fs.String("host", "127.0.0.1",
 		"address to listen on; 0.0.0.0 or :: for every interface, where anyone who reaches the port can switch the profile")
-	profile := fs.String("profile", envOr(getenv, "MESSAGEAPP_PROFILE", string(ProfileFlap)),
-		"one of "+profileNames(", ")+" (env MESSAGEAPP_PROFILE)")
-	flapHealthy := fs.Duration("flap-healthy", flapHealthyDefault, "time healthy in each flap cycle")
-	flapDegraded := fs.Duration("flap-degraded", flapDegradedDefault, "time degraded in each flap cycle")
-	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed, for repeatable runs")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return exitOK // -h: the flags were printed
 	} else if err != nil {
 		return exitUsage
 	}
-	p, err := parseProfile(*profile)
-	if err != nil {
-		fmt.Fprintf(stderr, "courier messageapp: -profile: %v\n", err)
+	if err := cfg.Overload.check(); err != nil {
+		fmt.Fprintf(stderr, "courier messageapp: %v\n", err)
 		return exitUsage
 	}
-	if *port < 0 || *port > 65535 || *flapHealthy < 0 || *flapDegraded < 0 {
-		fmt.Fprintln(stderr, "courier messageapp: -port must be 0..65535 and flap durations must not be negative")
+	if *port < 0 || *port > 65535 || cfg.FlapHealthy < 0 || cfg.FlapDegraded < 0 || cfg.KeepAlive <= 0 {
+		fmt.Fprintln(stderr, "courier messageapp: -port must be 0..65535, flap durations must not be negative and -keep-alive must be positive")
 		return exitUsage
 	}
 	log := zerolog.New(stdout).With().Timestamp().Logger()
-	sim := NewSimulator(p, *flapHealthy, *flapDegraded, *seed, log, zerolog.InfoLevel)
+	sim := NewSimulator(*cfg, log, zerolog.InfoLevel)
 	url, stop, err := startSimulator(net.JoinHostPort(*host, strconv.Itoa(*port)), sim)
 	if err != nil {
+		sim.Close()
 		fmt.Fprintf(stderr, "courier messageapp: %v\n", err)
 		return exitFailed
 	}
-	log.Info().Str("event", "listening").Str("url", url+"/message").Str("profile", string(p)).
-		Msg(`messageapp simulator listening; switch with: curl -X PUT --json '{"profile":"down"}' ` + url + "/control")
+	log.Info().Str("event", "listening").Str("url", url+"/message").Str("profile", string(cfg.Profile)).Uint64("seed", cfg.Seed).
+		Msg(`messageapp simulator listening; see it with: curl ` + url + `/control; switch with: curl -X PUT --json '{"profile":"down"}' ` + url + "/control")
 	<-ctx.Done()
 	stop()
 	return exitOK
-}
-
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-func envInt(getenv func(string) string, key string, def int) (int, error) {
-	v := getenv(key)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, &configError{Var: key, Value: v, Allowed: "a whole number"}
-	}
-	return n, nil
 }

@@ -13,10 +13,18 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// simTestConfig is the default simulator in profile p with a fixed seed
+// (flap: 20 s healthy, 10 s degraded).
+func simTestConfig(p Profile, seed uint64) simConfig {
+	cfg := defaultSimConfig(seed)
+	cfg.Profile = p
+	return cfg
+}
+
 func startTestSimulator(t *testing.T, p Profile) (*Simulator, string, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
-	sim := NewSimulator(p, 20*time.Second, 10*time.Second, 1, zerolog.New(logs), zerolog.InfoLevel)
+	sim := NewSimulator(simTestConfig(p, 1), zerolog.New(logs), zerolog.InfoLevel)
 	base, stop, err := startSimulator("127.0.0.1:0", sim)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +115,7 @@ func TestSimulatorProfileSwitchesAtRunTime(t *testing.T) {
 }
 
 func TestDegradedProfileMatchesWhatPeopleSawFromTheRealImagePlusFastErrors(t *testing.T) {
-	sim := NewSimulator(ProfileDegraded, 0, 0, 42, zerolog.Nop(), zerolog.InfoLevel)
+	sim := NewSimulator(simTestConfig(ProfileDegraded, 42), zerolog.Nop(), zerolog.InfoLevel)
 	const n = 4000
 	var fast, fastError, spike, late, lateError int
 	for range n {
@@ -141,7 +149,7 @@ func TestDefaultFlapShowsEveryFailureKindWithin35Seconds(t *testing.T) {
 	// simulator's own clock: requests every 20ms from its start, each
 	// judged as courier would with its default 1s deadline and circuit
 	// (five consecutive failures, in the order the answers come back).
-	sim := NewSimulator(ProfileFlap, 20*time.Second, 10*time.Second, 1, zerolog.Nop(), zerolog.InfoLevel)
+	sim := NewSimulator(simTestConfig(ProfileFlap, 1), zerolog.Nop(), zerolog.InfoLevel)
 	const deadline = time.Second
 	type answer struct {
 		at   time.Duration
@@ -183,7 +191,7 @@ func TestDefaultFlapShowsEveryFailureKindWithin35Seconds(t *testing.T) {
 }
 
 func TestFlapCyclesHealthyAndDegraded(t *testing.T) {
-	sim := NewSimulator(ProfileFlap, 20*time.Second, 10*time.Second, 7, zerolog.Nop(), zerolog.InfoLevel)
+	sim := NewSimulator(simTestConfig(ProfileFlap, 7), zerolog.Nop(), zerolog.InfoLevel)
 	tests := []struct {
 		at   time.Duration
 		want Profile
