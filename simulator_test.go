@@ -144,8 +144,8 @@ func TestDegradedProfileMatchesWhatPeopleSawFromTheRealImagePlusFastErrors(t *te
 	}
 }
 
-func TestDefaultFlapShowsEveryFailureKindWithin35Seconds(t *testing.T) {
-	// What `go run .` + `go run . load -rate 50` meets, replayed on the
+func TestFlapShowsEveryFailureKindWithin35Seconds(t *testing.T) {
+	// What `go run .` + `go run . load -rate 50` met with flap, replayed on the
 	// simulator's own clock: requests every 20ms from its start, each
 	// judged as courier would with its default 1s deadline and circuit
 	// (five consecutive failures, in the order the answers come back).
@@ -228,7 +228,7 @@ func TestCourierWithoutMessageappURLStartsTheSimulator(t *testing.T) {
 	if !strings.Contains(started[0]["message"].(string), "MESSAGEAPP_URL") {
 		t.Errorf("the line does not say how to use a real messageapp: %v", started[0]["message"])
 	}
-	// flap starts healthy for 20s: a message goes through.
+	// overload starts with at least 15 s of calm: a message goes through.
 	id := s.post("d", "b").body["id"].(string)
 	s.waitStatus(id, StatusSent)
 }
