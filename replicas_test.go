@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -470,4 +471,61 @@ func postFor(client *http.Client, req *http.Request) (status int, id string, err
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	return resp.StatusCode, out.ID, nil
+}
+
+func TestReplicasScriptSaysWhatFailedAndWhy(t *testing.T) {
+	haproxyPath(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)
+	tests := []struct {
+		name  string
+		env   []string
+		short bool     // runs without building courier
+		want  []string // all on stderr
+	}{
+		{"a replica's port is taken", []string{"REPLICA_PORTS=" + freePort(t) + " " + takenPort + " " + freePort(t)}, true,
+			[]string{"already in use", takenPort + " (replica c2; REPLICA_PORTS)"}},
+		{"the simulator's port is taken", []string{"MESSAGEAPP_PORT=" + takenPort}, true,
+			[]string{"already in use", takenPort + " (messageapp simulator; MESSAGEAPP_PORT)"}},
+		{"two ports for three replicas", []string{"REPLICA_PORTS=9101 9102"}, true, []string{"want three ports"}},
+		{"a replica refuses its configuration", []string{"QUEUE_MAX_SIZE=0"}, false,
+			[]string{"replica c1 exited", "c1.log", `QUEUE_MAX_SIZE="0": must be`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if testing.Short() && !tt.short {
+				t.Skip("builds courier")
+			}
+			cmd := exec.Command("bash", "scripts/replicas.sh")
+			cmd.Env = append(os.Environ(), "MESSAGEAPP_PORT="+freePort(t), "LISTEN=127.0.0.1:"+freePort(t),
+				"REPLICA_PORTS="+freePort(t)+" "+freePort(t)+" "+freePort(t))
+			cmd.Env = append(cmd.Env, tt.env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			done := make(chan error, 1)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err = <-done:
+			case <-time.After(time.Minute):
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				t.Fatalf("replicas.sh still running after 1m; stderr %q", stderr.String())
+			}
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Errorf("exit: got %v, want status 1", err)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr: got %q, want it to say %q", stderr.String(), want)
+				}
+			}
+		})
+	}
 }

@@ -7,69 +7,126 @@
 #   go run . load -url http://127.0.0.1:9000        # in another terminal
 #
 # Without MESSAGEAPP_URL the replicas share one `courier messageapp`
-# simulator on port 3000 (MESSAGEAPP_PROFILE picks its profile; default
-# flap). The balancer listens on LISTEN (default 127.0.0.1:9000), the
-# replicas c1, c2, c3 on ports 9101, 9102, 9103. Each replica keeps its own
+# simulator on MESSAGEAPP_PORT (default 3000; MESSAGEAPP_PROFILE picks its
+# profile, default flap). The balancer listens on LISTEN (default
+# 127.0.0.1:9000), the replicas c1, c2, c3 on the three ports of
+# REPLICA_PORTS (default "9101 9102 9103"). Each replica keeps its own
 # spool (what Ctrl-C leaves undelivered, taken back at the next run) in
-# $SPOOL_DIR/c1, c2, c3 (default: $TMPDIR/courier-spool). Any other courier
-# variable set here (QUEUE_MAX_SIZE, LOG_LEVEL, ...) reaches every replica.
+# $SPOOL_DIR/c1, c2, c3 (default: $TMPDIR/courier-spool). A port already
+# taken stops the script before anything starts, naming it; a process that
+# fails later is named with the end of its log. Any other courier variable
+# set here (QUEUE_MAX_SIZE, LOG_LEVEL, ...) reaches every replica.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v haproxy >/dev/null 2>&1; then
-  echo "replicas.sh: haproxy not found; install it with: apt-get install haproxy" >&2
+fail() {
+  echo "replicas.sh: $*" >&2
   exit 1
+}
+
+if ! command -v haproxy >/dev/null 2>&1; then
+  fail "haproxy not found; install it with: apt-get install haproxy"
 fi
+messageapp_port=${MESSAGEAPP_PORT:-3000}
+read -r -a replica_ports <<<"${REPLICA_PORTS:-9101 9102 9103}"
+[ "${#replica_ports[@]}" -eq 3 ] || fail "REPLICA_PORTS=\"${REPLICA_PORTS:-}\": want three ports, one per replica (c1 c2 c3), e.g. \"9101 9102 9103\""
+export LISTEN=${LISTEN:-127.0.0.1:9000}
+
+# listening reports whether something accepts connections on port.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Ports first: a port that is taken would make a child fail after the banner.
+taken=""
+[ -n "${MESSAGEAPP_URL:-}" ] || { listening "$messageapp_port" && taken+=" $messageapp_port (messageapp simulator; MESSAGEAPP_PORT)"; }
+for i in 1 2 3; do
+  listening "${replica_ports[i - 1]}" && taken+=" ${replica_ports[i - 1]} (replica c$i; REPLICA_PORTS)"
+done
+listening "${LISTEN##*:}" && taken+=" ${LISTEN##*:} (haproxy; LISTEN)"
+[ -z "$taken" ] || fail "already in use on this machine:$taken; stop what holds it or choose other ports with the variable named"
+
 dir=$(mktemp -d "${TMPDIR:-/tmp}/courier-replicas.XXXXXX")
 go build -o "$dir/courier" .
 
 # Each child gets its own session, so Ctrl-C reaches only this script,
-# which then sends every child one SIGTERM.
+# which then sends every child one SIGTERM. names[pid] and logs[pid] say
+# which child a pid is and where its output goes.
 pids=()
+declare -A names logs
 stop() {
   trap - INT TERM EXIT
-  echo "stopping: the replicas drain their queues (SHUTDOWN_TIMEOUT), logs in $dir"
+  echo "stopping everything (the replicas drain their queues first, up to SHUTDOWN_TIMEOUT); logs in $dir"
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
 }
 trap stop INT TERM EXIT
 
-# up waits until something listens on port.
+# start runs a child in its own session, its output in log (- for this
+# terminal): start name log command...
+start() {
+  local name=$1 log=$2
+  shift 2
+  if [ "$log" = - ]; then
+    setsid "$@" &
+  else
+    setsid "$@" >"$log" 2>&1 &
+  fi
+  pids+=($!)
+  names[$!]=$name
+  logs[$!]=$log
+}
+
+# died names a child that is no longer running, with the end of its log,
+# and reports whether there was one.
+died() {
+  local pid
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      if [ "${logs[$pid]}" = - ]; then
+        echo "replicas.sh: ${names[$pid]} exited; its lines are above" >&2
+      else
+        echo "replicas.sh: ${names[$pid]} exited; the end of ${logs[$pid]}:" >&2
+        tail -n 5 "${logs[$pid]}" | sed 's/^/  /' >&2
+      fi
+      return 0
+    fi
+  done
+  return 1
+}
+
+# up waits until something listens on port, or until a child dies.
 up() {
   for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    if died; then exit 1; fi
+    if listening "$1"; then return 0; fi
     sleep 0.1
   done
-  echo "replicas.sh: nothing listens on port $1; see the logs in $dir" >&2
-  exit 1
+  fail "nothing listens on port $1 ($2) after 10 s; see the logs in $dir"
 }
 
 if [ -z "${MESSAGEAPP_URL:-}" ]; then
-  PORT=3000 setsid "$dir/courier" messageapp >"$dir/messageapp.log" 2>&1 &
-  pids+=($!)
-  up 3000
-  export MESSAGEAPP_URL=http://127.0.0.1:3000/message
+  start "messageapp simulator" "$dir/messageapp.log" env PORT="$messageapp_port" "$dir/courier" messageapp
+  up "$messageapp_port" "messageapp simulator"
+  export MESSAGEAPP_URL=http://127.0.0.1:$messageapp_port/message
 fi
 spool=${SPOOL_DIR:-${TMPDIR:-/tmp}/courier-spool}
 for i in 1 2 3; do
-  port=$((9100 + i))
-  REPLICA=c$i PORT=$port SPOOL_DIR="$spool/c$i" setsid "$dir/courier" >"$dir/c$i.log" 2>&1 &
-  pids+=($!)
+  port=${replica_ports[i - 1]}
+  start "replica c$i" "$dir/c$i.log" env REPLICA="c$i" PORT="$port" SPOOL_DIR="$spool/c$i" "$dir/courier"
   export "COURIER_$i=127.0.0.1:$port"
 done
-for i in 1 2 3; do up $((9100 + i)); done
+for i in 1 2 3; do up "${replica_ports[i - 1]}" "replica c$i"; done
 
-export LISTEN=${LISTEN:-127.0.0.1:9000}
-setsid haproxy -f haproxy.cfg -db &
-pids+=($!)
-up "${LISTEN##*:}"
+# HAProxy's UP/DOWN lines go to this terminal.
+start haproxy - haproxy -f haproxy.cfg -db
+up "${LISTEN##*:}" haproxy
 
 cat <<EOF
 balancer:  http://$LISTEN   (try: go run . load -url http://$LISTEN)
-replicas:  c1 http://127.0.0.1:9101  c2 http://127.0.0.1:9102  c3 http://127.0.0.1:9103
+replicas:  c1 http://127.0.0.1:${replica_ports[0]}  c2 http://127.0.0.1:${replica_ports[1]}  c3 http://127.0.0.1:${replica_ports[2]}
 messageapp: $MESSAGEAPP_URL
 logs:      $dir (HAProxy's UP/DOWN lines below); Ctrl-C stops everything
 spools:    $spool/c1, c2, c3
 EOF
-# Until Ctrl-C, or until one of them exits.
+# Until Ctrl-C, or until one of them exits: then say which, and why.
 wait -n "${pids[@]}" || true
+died || true
