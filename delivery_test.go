@@ -4,13 +4,17 @@ package main
 // messageapp (SPEC §5): which are retried, when, and which are final.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -47,6 +51,16 @@ func newAnsweringMessageapp(t *testing.T, answer func(call int, req sendRequest,
 		call := len(f.arrived)
 		f.mu.Unlock()
 		status := f.answer(call, req, w)
+		if status == dropConnection {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				if tc, ok := conn.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0) // a reset, as a crashing server's
+				}
+				conn.Close()
+			}
+			return
+		}
 		w.WriteHeader(status)
 		if status == http.StatusOK {
 			fmt.Fprint(w, "OK")
@@ -55,6 +69,10 @@ func newAnsweringMessageapp(t *testing.T, answer func(call int, req sendRequest,
 	t.Cleanup(f.Server.Close)
 	return f
 }
+
+// dropConnection, as an answer, closes the connection without a word,
+// after the whole request was read.
+const dropConnection = 0
 
 func (f *answeringMessageapp) URL() string { return f.Server.URL + "/message" }
 
@@ -172,5 +190,131 @@ func TestARequestMessageappRefusesDoesNotOpenTheCircuitForEveryoneElse(t *testin
 	}
 	if got := s.logs.entries(map[string]any{"outcome": string(OutcomeBreakerOpen)}); len(got) != 0 {
 		t.Errorf("breaker_open lines: got %d, want none", len(got))
+	}
+}
+
+func TestAMessageappThatClosesIdleConnectionsCostsNoAttempt(t *testing.T) {
+	// messageapp closes a connection after 20 ms idle, and courier's calls
+	// come about that far apart, so some find their connection closing as
+	// they reuse it. Each must still be delivered, in one attempt: a
+	// connection messageapp closed while idle is never counted against it.
+	const idle = 20 * time.Millisecond
+	var calls atomic.Int64
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, "OK")
+	}))
+	app.Config.IdleTimeout = idle
+	var closed atomic.Int64
+	app.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	app.Start()
+	t.Cleanup(app.Close)
+	client := newMessageappClient(app.URL+"/message", time.Second, 1)
+	t.Cleanup(client.Close)
+
+	// Until messageapp has closed one idle connection, courier cannot know
+	// its keep-alive is shorter than idleConnTimeout (README, Decisions).
+	if err := client.Send(context.Background(), newDelivery("first", "d", "b", "")); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	eventually(t, 5*time.Second, "messageapp to close the idle connection", func() bool { return closed.Load() > 0 })
+
+	const n = 300
+	failed := map[string]int{}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for i := range n {
+		// Gaps from 15 to 25 ms: just under, at and just over the idle timeout.
+		for next := time.Now().Add(idle - 5*time.Millisecond + time.Duration(i%11)*time.Millisecond); time.Now().Before(next); {
+			<-tick.C
+		}
+		if err := client.Send(context.Background(), newDelivery("m"+strconv.Itoa(i), "d", "b", "")); err != nil {
+			failed[err.Error()]++
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("failed calls to a healthy messageapp: got %v, want none", failed)
+	}
+	if got := calls.Load(); got != n+1 {
+		t.Errorf("calls at messageapp: got %d, want %d", got, n+1)
+	}
+}
+
+func TestAConnectionLostAfterTheRequestWentOutIsFinalAndNeverResent(t *testing.T) {
+	tests := []struct {
+		name   string
+		before int // messages answered 200 first, so the lost one goes on a reused connection
+	}{
+		{"on a new connection", 0},
+		{"on a reused keep-alive connection", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := newAnsweringMessageapp(t, func(call int, _ sendRequest, _ http.ResponseWriter) int {
+				if call <= tt.before {
+					return http.StatusOK
+				}
+				return dropConnection
+			})
+			env := baseEnv(app.URL())
+			env["SENDERS"] = "1"
+			env["MAX_ATTEMPTS"] = "3"
+			s := startService(t, env)
+			for i := range tt.before {
+				s.waitStatus(s.post("first", strconv.Itoa(i)).body["id"].(string), StatusSent)
+			}
+
+			id := s.post("d", "lost").body["id"].(string)
+			m := s.waitStatus(id, StatusConnectionLost)
+			if got := app.arrivals("d"); len(got) != 1 || got[0].key != id {
+				t.Errorf("copies at messageapp: got %v, want exactly one, with Idempotency-Key %s", got, id)
+			}
+			if m.Attempts != 1 {
+				t.Errorf("attempts: got %d, want 1", m.Attempts)
+			}
+			if m.LastError == nil || m.LastError.Kind != OutcomeConnectionLost || !strings.Contains(m.LastError.Detail, "delivery unknown") ||
+				strings.Contains(m.LastError.Detail, app.URL()) {
+				t.Errorf("last_error: got %+v, want connection_lost saying delivery unknown, without the URL", m.LastError)
+			}
+			lines := s.logs.entries(map[string]any{"id": id, "component": "sender"})
+			if len(lines) != 1 || lines[0]["outcome"] != string(OutcomeConnectionLost) || lines[0]["level"] != "error" ||
+				lines[0]["message"] != outcomeTexts(200 * time.Millisecond)[OutcomeConnectionLost] {
+				t.Errorf("log: got %v, want one connection_lost line at error", lines)
+			}
+			st := s.status()
+			if st.Messages.ConnectionLost != 1 || !st.Messages.Balanced() {
+				t.Errorf("counters: got %+v, want connection_lost 1 and balanced", st.Messages)
+			}
+			if st.Circuit.ConsecutiveFailures != 1 {
+				t.Errorf("consecutive failures: got %d, want 1 (messageapp failed to answer)", st.Circuit.ConsecutiveFailures)
+			}
+			r := s.do(http.MethodGet, "/messages?status=connection_lost", "", "")
+			if msgs, _ := r.body["messages"].([]any); r.status != http.StatusOK || len(msgs) != 1 {
+				t.Errorf("GET /messages?status=connection_lost: got %d %v, want the one message", r.status, r.body)
+			}
+		})
+	}
+}
+
+func TestEveryCallCarriesTheMessageIDAsIdempotencyKey(t *testing.T) {
+	app := newAnsweringMessageapp(t, func(call int, _ sendRequest, _ http.ResponseWriter) int {
+		if call == 1 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	env := baseEnv(app.URL())
+	env["RETRY_BACKOFF_INITIAL"] = "1ms"
+	s := startService(t, env)
+	id := s.post("d", "b").body["id"].(string)
+	s.waitStatus(id, StatusSent)
+	got := app.arrivals("")
+	if len(got) != 2 || got[0].key != id || got[1].key != id {
+		t.Errorf("calls: got %v, want two, each with Idempotency-Key %s", got, id)
 	}
 }

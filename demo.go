@@ -209,8 +209,8 @@ func demoChecklist(out io.Writer, cfg config, w *demoWatcher, m Counts, sent loa
 		{w.count(circuitEvent(CircuitClosed)) > 0, "circuit closed again after a successful probe"},
 		{w.count(queueEvent(true)) > 0, "enqueueing resumed " + times(w.count(queueEvent(true)))},
 		{m.Balanced() && m.Accepted > 0,
-			fmt.Sprintf("nothing lost: accepted %d = queued %d + sending %d + sent %d + failed %d + timeout %d",
-				m.Accepted, m.Queued, m.Sending, m.Sent, m.Failed, m.Timeout)},
+			fmt.Sprintf("nothing lost: accepted %d = queued %d + sending %d + sent %d + failed %d + timeout %d + connection_lost %d",
+				m.Accepted, m.Queued, m.Sending, m.Sent, m.Failed, m.Timeout, m.ConnectionLost)},
 	}
 	fmt.Fprintln(out, "\nphases observed:")
 	all := true

@@ -244,6 +244,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descFinished, st.Messages.Sent, string(StatusSent))
 	counter(descFinished, st.Messages.Failed, string(StatusFailed))
 	counter(descFinished, st.Messages.Timeout, string(StatusTimeout))
+	counter(descFinished, st.Messages.ConnectionLost, string(StatusConnectionLost))
 	gauge(descPending, float64(st.Messages.Queued), string(StatusQueued))
 	gauge(descPending, float64(st.Messages.Sending), string(StatusSending))
 }

@@ -23,6 +23,7 @@ const (
 	OutcomeMessageappError Outcome = "messageapp_error"
 	OutcomeUnreachable     Outcome = "unreachable"
 	OutcomeTimeout         Outcome = "timeout"
+	OutcomeConnectionLost  Outcome = "connection_lost"
 	OutcomeBreakerOpen     Outcome = "breaker_open"
 )
 
@@ -38,15 +39,17 @@ type outcomeRule struct {
 	text           string        // its log message, its own; {timeout} is the deadline
 }
 
-// outcomes is every outcome, in the order reports show them. A timeout is
-// final although it failed: messageapp may have delivered it, and courier
-// must not send it twice. A messageapp_error row holds for the answers
+// outcomes is every outcome, in the order reports show them. A timeout, or
+// a connection lost after the request was sent, is final although it
+// failed: messageapp may have delivered it, and courier must not send it
+// twice. A messageapp_error row holds for the answers
 // that speak of messageapp's health; attemptRule makes the others final.
 var outcomes = [...]outcomeRule{
 	{OutcomeSent, zerolog.InfoLevel, false, false, StatusSent, false, "delivered to messageapp"},
 	{OutcomeMessageappError, zerolog.ErrorLevel, true, true, StatusFailed, false, "messageapp answered with an error"},
 	{OutcomeUnreachable, zerolog.ErrorLevel, true, true, StatusFailed, false, "messageapp unreachable: nothing was delivered"},
 	{OutcomeTimeout, zerolog.ErrorLevel, false, true, StatusTimeout, false, "messageapp did not answer within {timeout}: gave up"},
+	{OutcomeConnectionLost, zerolog.ErrorLevel, false, true, StatusConnectionLost, false, "connection to messageapp lost after the request was sent: delivery unknown"},
 	{OutcomeBreakerOpen, zerolog.WarnLevel, false, false, "", true, "message held back by the open circuit: not sent to messageapp"},
 }
 

@@ -120,8 +120,8 @@ func TestPrometheusScrapesAnOutage(t *testing.T) {
 			}
 		}
 	}
-	if healthy != 5 {
-		t.Errorf("alert rules evaluated ok by Prometheus: got %d, want 5 (%+v)", healthy, rules)
+	if healthy != 6 {
+		t.Errorf("alert rules evaluated ok by Prometheus: got %d, want 6 (%+v)", healthy, rules)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,20 +38,30 @@ type messageappClient struct {
 	url     string
 	timeout time.Duration
 	http    *http.Client
+	idle    *idleLimit // what messageapp's keep-alive has shown itself to be
 }
 
+// idleConnTimeout is how long a connection to messageapp may stay idle
+// before courier closes it: well before messageapp would (a Node server's
+// default keep-alive is 5 s), so that courier does not send on a
+// connection messageapp is closing.
+const idleConnTimeout = 2 * time.Second
+
 // newMessageappClient keeps up to senders idle connections, so every sender
-// can reuse one, and never follows redirects.
+// can reuse one, each for at most idleConnTimeout, and never follows
+// redirects.
 func newMessageappClient(url string, timeout time.Duration, senders int) *messageappClient {
+	idle := &idleLimit{}
 	transport := &http.Transport{
-		DialContext:         (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         idle.dial((&net.Dialer{KeepAlive: 30 * time.Second}).DialContext),
 		MaxIdleConns:        senders,
 		MaxIdleConnsPerHost: senders,
-		IdleConnTimeout:     90 * time.Second,
+		IdleConnTimeout:     idleConnTimeout,
 	}
 	return &messageappClient{
 		url:     url,
 		timeout: timeout,
+		idle:    idle,
 		http: &http.Client{
 			Transport: transport,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -80,8 +91,18 @@ func encodeSendRequest(d *Delivery) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
-// Send makes one call with a deadline of the configured timeout. When the
-// deadline passes, the request and its connection are abandoned.
+// Send makes one attempt with a deadline of the configured timeout. When
+// the deadline passes, the request and its connection are abandoned.
+//
+// Every call carries Idempotency-Key: <message id>, the same on every
+// attempt, for a messageapp that dedupes. The transport is never left to
+// re-send on its own: it would also re-send, on a reused connection, a
+// request that went out whole before the connection broke, which
+// messageapp may have. Send replays a request itself, at once and within
+// the same deadline, only when it provably never went out: it was not
+// written whole, on a connection that was reused (messageapp had closed it
+// while idle). A request that went out whole and then lost its connection
+// is final: connection_lost, delivery unknown.
 func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -89,11 +110,41 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	if err != nil {
 		return &AttemptError{Kind: OutcomeUnreachable, Detail: "encode message: " + err.Error()}
 	}
-	// How far the request got decides what a deadline means: only a
-	// request that went out may have been delivered.
+	for {
+		replay, err := c.try(ctx, callCtx, d, payload)
+		if !replay {
+			return err
+		}
+	}
+}
+
+// try sends the request once. replay says that it provably never reached
+// messageapp, on a reused connection that messageapp had closed or was
+// about to close, so it may be sent again at once. Each replay gives up a
+// connection from the pool, so replays end, at the latest, on a fresh one.
+func (c *messageappClient) try(ctx, callCtx context.Context, d *Delivery, payload []byte) (replay bool, err error) {
+	// How far the request got decides what a failure means: only a
+	// request that went out whole may have been delivered. The trace says
+	// when the transport has the request written into its buffer, the
+	// connection when the buffer has gone out.
 	var reached atomic.Int32 // 0 nothing, 1 connected, 2 request written
+	var reused atomic.Bool
+	var conn atomic.Pointer[watchedConn]
+	var mark sentMark
 	traced := httptrace.WithClientTrace(callCtx, &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) { reached.CompareAndSwap(0, 1) },
+		GotConn: func(info httptrace.GotConnInfo) {
+			if wc := watched(info.Conn); wc != nil {
+				mark = wc.sent()
+				conn.Store(wc)
+			}
+			reached.CompareAndSwap(0, 1)
+			reused.Store(info.Reused)
+			if info.Reused && (c.idle.stale(info.IdleTime) || peerClosed(info.Conn)) {
+				// messageapp is about to close it, or has: fail the write
+				// before a byte goes out, rather than find out after.
+				_ = info.Conn.Close()
+			}
+		},
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
 			if info.Err == nil {
 				reached.Store(2)
@@ -102,33 +153,63 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	})
 	req, err := http.NewRequestWithContext(traced, http.MethodPost, c.url, bytes.NewReader(payload))
 	if err != nil {
-		return &AttemptError{Kind: OutcomeUnreachable, Detail: "build request: " + withoutURL(err)}
+		return false, &AttemptError{Kind: OutcomeUnreachable, Detail: "build request: " + withoutURL(err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", d.ID())
+	// Without GetBody the transport cannot rewind the body, so it never
+	// re-sends the request itself (see Send).
+	req.GetBody = nil
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if wc := conn.Load(); wc != nil && reached.Load() == 2 && !wc.wroteSince(mark) {
+			reached.Store(1) // in the transport's buffer, but it never left
+		}
+		deadline := errors.Is(callCtx.Err(), context.DeadlineExceeded)
 		switch {
 		case ctx.Err() != nil && reached.Load() == 2:
-			return errAbortedAfterWrite
+			return false, errAbortedAfterWrite
 		case ctx.Err() != nil:
-			return errAborted
-		case !errors.Is(callCtx.Err(), context.DeadlineExceeded):
-			return &AttemptError{Kind: OutcomeUnreachable, Detail: withoutURL(err)}
+			return false, errAborted
+		case reached.Load() == 2 && deadline:
+			return false, &AttemptError{Kind: OutcomeTimeout, Detail: fmt.Sprintf("no answer within %s", c.timeout)}
 		case reached.Load() == 2:
-			return &AttemptError{Kind: OutcomeTimeout, Detail: fmt.Sprintf("no answer within %s", c.timeout)}
+			return false, &AttemptError{Kind: OutcomeConnectionLost,
+				Detail: "the connection broke after the request was sent, before an answer: delivery unknown (" + withoutURL(err) + ")"}
+		case reused.Load() && !deadline:
+			return true, nil
+		case !deadline:
+			return false, &AttemptError{Kind: OutcomeUnreachable, Detail: withoutURL(err)}
 		case reached.Load() == 1:
-			return &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("connected but could not send the request within %s", c.timeout)}
+			return false, &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("connected but could not send the request within %s", c.timeout)}
 		default:
-			return &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("could not connect within %s", c.timeout)}
+			return false, &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("could not connect within %s", c.timeout)}
 		}
 	}
 	defer resp.Body.Close()
 	// Drain a bounded amount so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &AttemptError{Kind: OutcomeMessageappError, Status: resp.StatusCode, Detail: answerDetail(resp.StatusCode)}
+		return false, &AttemptError{Kind: OutcomeMessageappError, Status: resp.StatusCode, Detail: answerDetail(resp.StatusCode),
+			retryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
-	return nil
+	return false, nil
+}
+
+// retryAfter is how long a Retry-After header asks to wait (RFC 9110
+// §10.2.3): delay-seconds or an HTTP date, measured from now. Anything
+// else, or a date already past, is zero.
+func retryAfter(value string, now time.Time) time.Duration {
+	if value == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseUint(value, 10, 32); err == nil {
+		return time.Duration(secs) * time.Second
+	}
+	if at, err := http.ParseTime(value); err == nil {
+		return max(0, at.Sub(now))
+	}
+	return 0
 }
 
 // withoutURL is what went wrong in a call, without the URL that net/http

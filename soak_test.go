@@ -179,7 +179,8 @@ func TestChaosSoakLosesNothing(t *testing.T) {
 			continue
 		}
 		e := last[id]
-		final := e != nil && (e["outcome"] == "sent" || e["outcome"] == "timeout" || e["attempt"] == float64(3))
+		final := e != nil && (e["outcome"] == "sent" || e["outcome"] == "timeout" || e["outcome"] == "connection_lost" ||
+			e["attempt"] == float64(3))
 		if !final {
 			t.Errorf("message %s: neither final (last attempt %v) nor listed as undelivered", id, e)
 		}
@@ -188,8 +189,9 @@ func TestChaosSoakLosesNothing(t *testing.T) {
 	if stopped["accepted"] != float64(len(accepted)) {
 		t.Errorf("courier accepted %v, clients saw %d distinct ids", stopped["accepted"], len(accepted))
 	}
-	if sum := stopped["sent"].(float64) + stopped["failed"].(float64) + stopped["timeout"].(float64) + stopped["undelivered"].(float64); sum != stopped["accepted"] {
-		t.Errorf("at the end: sent+failed+timeout+undelivered = %v, accepted %v", sum, stopped["accepted"])
+	if sum := stopped["sent"].(float64) + stopped["failed"].(float64) + stopped["timeout"].(float64) +
+		stopped["connection_lost"].(float64) + stopped["undelivered"].(float64); sum != stopped["accepted"] {
+		t.Errorf("at the end: sent+failed+timeout+connection_lost+undelivered = %v, accepted %v", sum, stopped["accepted"])
 	}
 
 	// Transitions alternate.

@@ -2,8 +2,8 @@ package main
 
 // store.go keeps what courier knows about each message and the counters
 // /status reports. Every change to a message and its counter happens under
-// one lock, so accepted == queued + sending + sent + failed + timeout holds
-// in every snapshot.
+// one lock, so accepted == queued + sending + sent + failed + timeout +
+// connection_lost holds in every snapshot.
 //
 // A message costs one Delivery (the record, 80 bytes), one allocation for
 // its text (id, destination, body, key and client end to end) and one slot in the
@@ -29,10 +29,13 @@ const (
 	StatusSent    Status = "sent"
 	StatusFailed  Status = "failed"
 	StatusTimeout Status = "timeout"
+	// StatusConnectionLost: the connection broke after the request went
+	// out, before an answer; like timeout, delivery is unknown.
+	StatusConnectionLost Status = "connection_lost"
 )
 
 // statuses numbers the statuses for the record, which keeps one byte.
-var statuses = [...]Status{StatusQueued, StatusSending, StatusSent, StatusFailed, StatusTimeout}
+var statuses = [...]Status{StatusQueued, StatusSending, StatusSent, StatusFailed, StatusTimeout, StatusConnectionLost}
 
 // statusIndex is s's place in statuses.
 func statusIndex(s Status) uint8 {
@@ -46,7 +49,7 @@ func statusIndex(s Status) uint8 {
 
 // Final reports whether no further attempt will be made.
 func (s Status) Final() bool {
-	return s == StatusSent || s == StatusFailed || s == StatusTimeout
+	return s == StatusSent || s == StatusFailed || s == StatusTimeout || s == StatusConnectionLost
 }
 
 // validStatus reports whether s names a status, for the ?status= filter.
@@ -72,6 +75,8 @@ type AttemptError struct {
 	Kind   Outcome `json:"kind"`
 	Detail string  `json:"detail"`
 	Status int     `json:"status,omitempty"` // messageapp's HTTP status, for messageapp_error
+
+	retryAfter time.Duration // how long messageapp's answer asked to wait (Retry-After), or zero
 }
 
 func (e *AttemptError) Error() string { return string(e.Kind) + ": " + e.Detail }
@@ -168,11 +173,14 @@ type Counts struct {
 	Sent     int64 `json:"sent"`
 	Failed   int64 `json:"failed"`
 	Timeout  int64 `json:"timeout"`
+	// ConnectionLost counts the messages whose connection broke after
+	// the request went out: delivery unknown, like Timeout.
+	ConnectionLost int64 `json:"connection_lost"`
 }
 
 // Balanced reports whether every accepted message is accounted for.
 func (c Counts) Balanced() bool {
-	return c.Accepted == c.Queued+c.Sending+c.Sent+c.Failed+c.Timeout
+	return c.Accepted == c.Queued+c.Sending+c.Sent+c.Failed+c.Timeout+c.ConnectionLost
 }
 
 // Store holds messages by id, newest last, keeping at most retained
@@ -373,6 +381,8 @@ func (s *Store) count(st Status, d int64) {
 		s.counts.Failed += d
 	case StatusTimeout:
 		s.counts.Timeout += d
+	case StatusConnectionLost:
+		s.counts.ConnectionLost += d
 	}
 }
 
