@@ -34,6 +34,8 @@ type config struct {
 	BreakerThreshold  int           `env:"BREAKER_THRESHOLD" envDefault:"5" allowed:"a whole number from 1 to 10000" help:"consecutive failures that open the circuit"`
 	BackoffInitial    time.Duration `env:"BREAKER_BACKOFF_INITIAL" envDefault:"500ms" allowed:"a Go duration from 1ms to 10m, e.g. 500ms" help:"first open period before a probe"`
 	BackoffMax        time.Duration `env:"BREAKER_BACKOFF_MAX" envDefault:"10s" allowed:"a Go duration from BREAKER_BACKOFF_INITIAL to 1h, e.g. 10s" help:"longest open period (they double up to it)"`
+	RetryInitial      time.Duration `env:"RETRY_BACKOFF_INITIAL" envDefault:"100ms" allowed:"a Go duration from 1ms to 1m, e.g. 100ms" help:"first wait before a message's next attempt (with jitter, doubling)"`
+	RetryMax          time.Duration `env:"RETRY_BACKOFF_MAX" envDefault:"5s" allowed:"a Go duration from RETRY_BACKOFF_INITIAL to 10m, e.g. 5s" help:"longest wait between attempts of a message, messageapp's Retry-After included"`
 	MessagesRetained  int           `env:"MESSAGES_RETAINED" envDefault:"10000" allowed:"a whole number from 0 to 10000000" help:"finished messages kept for GET"`
 	RetainedBytes     byteCount     `env:"MESSAGES_RETAINED_BYTES" envDefault:"32MiB" allowed:"a size from 0 to 1TiB: bytes, or a whole number of KiB, MiB or GiB, e.g. 32MiB" help:"and at most this much memory of them (oldest evicted first)"`
 	MaxConnections    int           `env:"MAX_CONNECTIONS" envDefault:"1024" allowed:"a whole number from 1 to 1000000" help:"open client connections; one arriving at the limit displaces the connection idle longest"`
@@ -214,6 +216,8 @@ func (c config) validate() []*configError {
 		{"MessageappTimeout", c.MessageappTimeout, time.Millisecond, 5 * time.Minute, ""},
 		{"BackoffInitial", c.BackoffInitial, time.Millisecond, 10 * time.Minute, ""},
 		{"BackoffMax", c.BackoffMax, c.BackoffInitial, time.Hour, fmt.Sprintf("BREAKER_BACKOFF_INITIAL is %s", c.BackoffInitial)},
+		{"RetryInitial", c.RetryInitial, time.Millisecond, time.Minute, ""},
+		{"RetryMax", c.RetryMax, c.RetryInitial, 10 * time.Minute, fmt.Sprintf("RETRY_BACKOFF_INITIAL is %s", c.RetryInitial)},
 		{"ShutdownTimeout", c.ShutdownTimeout, 0, 10 * time.Minute, ""},
 	}
 	for _, r := range durRanges {

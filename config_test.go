@@ -16,7 +16,8 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := config{Port: 9001, MessageappURL: "http://localhost:3000/message", MessageappTimeout: time.Second,
 		QueueMaxSize: 10, QueueRecovery: 5, Senders: 64, ConcurrencyLimit: "adaptive", MaxAttempts: 3, BreakerThreshold: 5,
-		BackoffInitial: 500 * time.Millisecond, BackoffMax: 10 * time.Second, MessagesRetained: 10000, RetainedBytes: 32 << 20, MaxConnections: 1024,
+		BackoffInitial: 500 * time.Millisecond, BackoffMax: 10 * time.Second,
+		RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second, MessagesRetained: 10000, RetainedBytes: 32 << 20, MaxConnections: 1024,
 		ShutdownTimeout: 10 * time.Second, LogLevel: "info", LogFormat: "json"}
 	if cfg != want {
 		t.Errorf("defaults: got %+v, want %+v", cfg, want)
@@ -43,6 +44,10 @@ func TestBadConfigurationExits2NamingTheVariable(t *testing.T) {
 		{"no attempts", map[string]string{"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS"},
 		{"threshold not a number", map[string]string{"BREAKER_THRESHOLD": "five"}, "BREAKER_THRESHOLD"},
 		{"backoff max below initial", map[string]string{"BREAKER_BACKOFF_INITIAL": "2s", "BREAKER_BACKOFF_MAX": "1s"}, "BREAKER_BACKOFF_MAX"},
+		{"retry backoff not a duration", map[string]string{"RETRY_BACKOFF_INITIAL": "100"}, "RETRY_BACKOFF_INITIAL"},
+		{"retry backoff zero", map[string]string{"RETRY_BACKOFF_INITIAL": "0s"}, "RETRY_BACKOFF_INITIAL"},
+		{"retry backoff max below initial", map[string]string{"RETRY_BACKOFF_INITIAL": "2s", "RETRY_BACKOFF_MAX": "1s"}, "RETRY_BACKOFF_MAX"},
+		{"retry backoff max too long", map[string]string{"RETRY_BACKOFF_MAX": "1h"}, "RETRY_BACKOFF_MAX"},
 		{"negative retained", map[string]string{"MESSAGES_RETAINED": "-5"}, "MESSAGES_RETAINED"},
 		{"negative shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "-1s"}, "SHUTDOWN_TIMEOUT"},
 		{"URL without scheme", map[string]string{"MESSAGEAPP_URL": "messageapp:3000/message"}, "MESSAGEAPP_URL"},

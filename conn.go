@@ -9,14 +9,37 @@ package main
 import (
 	"context"
 	"net"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// idleLimit is what courier has learned of messageapp's keep-alive: how
-// long a connection had been idle when messageapp last closed one.
+// idleLimit is what courier has learned of messageapp's keep-alive: the
+// shortest idle time after which messageapp closed one of the last
+// idleSamples connections it closed. The shortest, because a close is
+// noticed late, never early, when the machine is busy; of the last few,
+// so that a messageapp restart, which closes connections however long
+// they were idle, is forgotten after a while.
 type idleLimit struct {
 	closedAfter atomic.Int64 // nanoseconds; zero until messageapp closes an idle connection
+
+	mu      sync.Mutex // guards samples
+	samples []int64    // the last idleSamples idle times, oldest first
+}
+
+// idleSamples is how many of messageapp's idle closes idleLimit remembers.
+const idleSamples = 8
+
+// closed records that messageapp closed a connection idle for idle.
+func (l *idleLimit) closed(idle time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.samples) == idleSamples {
+		l.samples = l.samples[1:]
+	}
+	l.samples = append(l.samples, int64(idle))
+	l.closedAfter.Store(slices.Min(l.samples))
 }
 
 // stale reports whether a connection idle for idle should not carry
@@ -64,7 +87,7 @@ func (c *watchedConn) Read(p []byte) (int, error) {
 		// The last thing on it was an answer: it was idle, and messageapp
 		// closed it.
 		if read := c.lastRead.Load(); read > 0 && read >= c.lastWrite.Load() {
-			c.limit.closedAfter.Store(now - read)
+			c.limit.closed(time.Duration(now - read))
 		}
 	}
 	return n, err

@@ -318,3 +318,149 @@ func TestEveryCallCarriesTheMessageIDAsIdempotencyKey(t *testing.T) {
 		t.Errorf("calls: got %v, want two, each with Idempotency-Key %s", got, id)
 	}
 }
+
+func TestARetryWaitsAtLeastWhatRetryAfterAsks(t *testing.T) {
+	// The reproduction: 503 with Retry-After: 2, twice, then 200. The
+	// attempts used to come 0 and 1 ms apart.
+	app := newAnsweringMessageapp(t, func(call int, _ sendRequest, w http.ResponseWriter) int {
+		if call <= 2 {
+			w.Header().Set("Retry-After", "2")
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	s := startService(t, baseEnv(app.URL()))
+	id := s.post("d", "b").body["id"].(string)
+	eventually(t, 15*time.Second, "the message to be sent", func() bool { return s.message(id).Status == StatusSent })
+	got := app.arrivals("")
+	if len(got) != 3 {
+		t.Fatalf("calls: got %d, want 3", len(got))
+	}
+	for i := 1; i < len(got); i++ {
+		if gap := got[i].at.Sub(got[i-1].at); gap < 2*time.Second {
+			t.Errorf("gap before attempt %d: got %s, want at least 2s (Retry-After: 2)", i+1, gap)
+		}
+	}
+}
+
+func TestRetriesBackOffWithJitterAndEachWaitIsLonger(t *testing.T) {
+	app := newAnsweringMessageapp(t, func(int, sendRequest, http.ResponseWriter) int { return http.StatusInternalServerError })
+	env := baseEnv(app.URL())
+	env["MAX_ATTEMPTS"] = "5"
+	env["BREAKER_THRESHOLD"] = "100"
+	env["RETRY_BACKOFF_INITIAL"] = "40ms"
+	env["RETRY_BACKOFF_MAX"] = "1s"
+	s := startService(t, env)
+	id := s.post("d", "b").body["id"].(string)
+	s.waitStatus(id, StatusFailed)
+	got := app.arrivals("")
+	if len(got) != 5 {
+		t.Fatalf("calls: got %d, want 5", len(got))
+	}
+	// The n-th wait is drawn from [b/2, b), b = 40ms·2^(n-1): each is
+	// longer than the one before.
+	var prev time.Duration
+	for i := 1; i < len(got); i++ {
+		gap := got[i].at.Sub(got[i-1].at)
+		if low := 20 * time.Millisecond << (i - 1); gap < low || gap <= prev {
+			t.Errorf("gap before attempt %d: got %s after %s, want at least %s and longer than the one before", i+1, gap, prev, low)
+		}
+		prev = gap
+	}
+}
+
+func TestAMessageWaitingForItsRetryHoldsNoSenderAndCountsInTheBacklog(t *testing.T) {
+	// Each message to "flaky" is answered 503 with Retry-After: 2 the
+	// first time, then 200.
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	app := newAnsweringMessageapp(t, func(_ int, req sendRequest, w http.ResponseWriter) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if req.Destination == "flaky" && !seen[req.Body] {
+			seen[req.Body] = true
+			w.Header().Set("Retry-After", "2")
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	env := baseEnv(app.URL())
+	env["SENDERS"] = "1"
+	env["QUEUE_MAX_SIZE"] = "2"
+	env["QUEUE_RECOVERY_THRESHOLD"] = "0"
+	s := startService(t, env)
+	flaky := []string{s.post("flaky", "1").body["id"].(string), s.post("flaky", "2").body["id"].(string)}
+
+	eventually(t, 2*time.Second, "both to wait for their retry", func() bool {
+		st := s.status()
+		return len(app.arrivals("flaky")) == 2 && st.Messages.Queued == 2 && st.Messages.Sending == 0
+	})
+	st := s.status()
+	if st.Queue.Depth != 2 || st.Queue.Accepting {
+		t.Errorf("queue while two wait for their retry: got %+v, want depth 2, not accepting", st.Queue)
+	}
+	checkProblem(t, s.post("good", "x"), http.StatusServiceUnavailable, "queue_full")
+	for _, id := range flaky {
+		if m := s.message(id); m.Status != StatusQueued || m.Attempts != 1 || m.LastError == nil || m.LastError.Status != 503 {
+			t.Errorf("message %s waiting for its retry: got %+v, want queued after 1 attempt, last_error 503", id, m)
+		}
+	}
+	for _, id := range flaky {
+		if m := s.waitStatus(id, StatusSent); m.Attempts != 2 {
+			t.Errorf("message %s: got %d attempts, want 2", id, m.Attempts)
+		}
+	}
+	if got := s.post("good", "y"); got.status != http.StatusAccepted {
+		t.Errorf("POST once they are sent: got %d, want 202", got.status)
+	}
+}
+
+func TestTheWaitBetweenAttempts(t *testing.T) {
+	b := retryBackoff{initial: 100 * time.Millisecond, max: 5 * time.Second}
+	tests := []struct {
+		name       string
+		attempt    int
+		random     float64
+		retryAfter time.Duration
+		want       time.Duration
+	}{
+		{"after the first attempt, the least jitter: half the initial", 1, 0, 0, 50 * time.Millisecond},
+		{"after the first attempt, the most jitter: just under the initial", 1, 0.999, 0, 99950 * time.Microsecond},
+		{"doubling after the second", 2, 0, 0, 100 * time.Millisecond},
+		{"and the third", 3, 0.5, 0, 300 * time.Millisecond},
+		{"capped at the max", 10, 0.999, 0, 4997500 * time.Microsecond},
+		{"never less than Retry-After", 1, 0.5, 2 * time.Second, 2 * time.Second},
+		{"a longer backoff than Retry-After wins", 6, 0, time.Second, 1600 * time.Millisecond},
+		{"Retry-After capped at the max too", 1, 0, time.Hour, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b.random = func() float64 { return tt.random }
+			if got := b.delay(tt.attempt, tt.retryAfter); got != tt.want {
+				t.Errorf("delay(%d, %s): got %s, want %s", tt.attempt, tt.retryAfter, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRetryAfterIsSecondsOrAnHTTPDate(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		value string
+		want  time.Duration
+	}{
+		{"2", 2 * time.Second},
+		{"0", 0},
+		{"Sat, 05 Dec 2026 12:00:07 GMT", 7 * time.Second},
+		{"Sat, 05 Dec 2026 11:59:00 GMT", 0}, // already past
+		{"", 0},
+		{"-3", 0},
+		{"soon", 0},
+		{"1.5", 0},
+	}
+	for _, tt := range tests {
+		if got := retryAfter(tt.value, now); got != tt.want {
+			t.Errorf("Retry-After %q: got %s, want %s", tt.value, got, tt.want)
+		}
+	}
+}

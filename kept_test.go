@@ -73,7 +73,7 @@ func TestBreakerOpenLinesAreBudgetedAndTheRestAccountedFor(t *testing.T) {
 	log := zerolog.New(logs)
 	obs := &countObserver{n: map[Outcome]int{}}
 	br := NewBreaker(1, time.Millisecond, time.Millisecond, clock.New(), log, observers(nil))
-	p := NewSenders(NewLimiter(1, false, defaultLimiterTuning, log, obs), 3, NewQueue(10, 5, log, obs, time.Now), br, NewStore(10, time.Now),
+	p := NewSenders(NewLimiter(1, false, defaultLimiterTuning, log, obs), 3, newRetryBackoff(time.Millisecond, time.Millisecond), NewQueue(10, 5, log, obs, time.Now), br, NewStore(10, time.Now),
 		newMessageappClient("http://127.0.0.1:1/message", time.Second, 1), log, obs)
 	fail := func() {
 		_ = br.Call(context.Background(), func(context.Context) error { return errors.New("down") }, func(error) bool { return true })

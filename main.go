@@ -282,7 +282,7 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	}
 	client := newMessageappClient(cfg.MessageappURL, cfg.MessageappTimeout, cfg.Senders)
 	in := &instance{cfg: cfg, log: log, svc: svc, client: client,
-		senders:  NewSenders(svc.limiter, cfg.MaxAttempts, svc.queue, svc.breaker, svc.store, client, log, svc.obs),
+		senders:  NewSenders(svc.limiter, cfg.MaxAttempts, newRetryBackoff(cfg.RetryInitial, cfg.RetryMax), svc.queue, svc.breaker, svc.store, client, log, svc.obs),
 		stopHub:  make(chan struct{}),
 		srv:      newHTTPServer(svc.routes(), cmp.Or(cfg.limits, defaultServerLimits), log),
 		serveErr: make(chan error, 1)}
@@ -379,6 +379,7 @@ func (in *instance) shutdown(hurry <-chan struct{}) error {
 		Int64("shutdown_timeout_ms", in.cfg.ShutdownTimeout.Milliseconds()).Msg("shutting down: draining the queue")
 
 	hurried := in.drain(hurry)
+	svc.queue.Stop() // the senders are gone: nothing more is due
 
 	// Event streams end, then in-flight requests get a last moment to
 	// finish (none if hurried); POSTs among them were already answered 503

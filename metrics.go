@@ -195,7 +195,7 @@ func (m *Metrics) Rejected(code ProblemCode) { m.rejectedBy[code].Inc() }
 type stateCollector struct{ snapshot func() statusResponse }
 
 var (
-	descDepth       = prometheus.NewDesc("courier_queue_depth", "Messages waiting in the queue.", nil, nil)
+	descDepth       = prometheus.NewDesc("courier_queue_depth", "Messages the queue holds: waiting to be taken, or waiting for their next attempt.", nil, nil)
 	descMaxSize     = prometheus.NewDesc("courier_queue_max_size", "Queue depth at which enqueueing is disabled (QUEUE_MAX_SIZE).", nil, nil)
 	descRecovery    = prometheus.NewDesc("courier_queue_recovery_threshold", "Queue depth at or below which enqueueing is enabled again (QUEUE_RECOVERY_THRESHOLD).", nil, nil)
 	descAccepting   = prometheus.NewDesc("courier_queue_accepting", "1 while POST /messages is accepted, 0 while it is answered 503.", nil, nil)

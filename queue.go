@@ -2,9 +2,11 @@ package main
 
 // queue.go holds the bounded queue of deliveries and the watermark controller
 // that turns enqueueing off at the max and on again at the recovery
-// threshold. It knows nothing about HTTP or messageapp.
+// threshold, and the deliveries waiting for their next attempt, which count
+// in its depth. It knows nothing about HTTP or messageapp.
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"math"
@@ -17,7 +19,9 @@ import (
 
 // Queue is a buffered channel of deliveries guarded by a watermark: offers
 // are refused from the moment the depth reaches max until it falls to the
-// recovery threshold.
+// recovery threshold. Its depth also counts the deliveries waiting for a
+// retry (Delay), which join the channel when they are due: they are part
+// of the backlog, but no sender holds them.
 type Queue struct {
 	ch       chan *Delivery
 	max      int
@@ -35,6 +39,16 @@ type Queue struct {
 	// and each one then takes mu to decide on what it left.
 	mu      sync.Mutex
 	drained chan struct{} // closed once the queue is closed and empty
+
+	// Guarded by mu: the deliveries waiting for a retry, soonest first;
+	// the timer that moves them into ch when due (nil until the first);
+	// whether ch is closed (Close waits for delayed to empty first); and
+	// whether Stop has ended the timer's work.
+	delayed  dueHeap
+	due      *time.Timer
+	chClosed bool
+	stopped  bool
+	waiting  atomic.Int64 // len(delayed), lowered after a move into ch: Depth skips the lock at zero
 
 	beforeDisable func() // test hook: runs under mu between reading depth == max and disabling
 }
@@ -63,7 +77,7 @@ func NewQueue(max, recovery int, log zerolog.Logger, obs Observer, now func() ti
 func (q *Queue) Offer(d *Delivery, onAccept func() bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed.Load() || !q.accepting.Load() || len(q.ch) >= q.max {
+	if q.closed.Load() || !q.accepting.Load() || q.backlog() >= q.max {
 		return false
 	}
 	if !onAccept() {
@@ -80,7 +94,7 @@ func (q *Queue) Offer(d *Delivery, onAccept func() bool) bool {
 func (q *Queue) Requeue(d *Delivery, onRequeue func()) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed.Load() || len(q.ch) >= q.max {
+	if q.closed.Load() || q.backlog() >= q.max {
 		return false
 	}
 	onRequeue()
@@ -111,9 +125,101 @@ func (q *Queue) Restore(ds []*Delivery) {
 	q.checkFull()
 }
 
+// Delay keeps d, whose last attempt failed, until at (by the queue's
+// clock), then puts it in the channel for a sender to take. Meanwhile it
+// counts in the depth but holds no sender. Like Requeue it ignores the
+// accepting flag but never exceeds max, and it refuses once the queue is
+// closed: it reports false, and the caller keeps d. onDelay runs under the
+// queue's lock, before d can reach another sender.
+func (q *Queue) Delay(d *Delivery, at time.Time, onDelay func()) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed.Load() || q.backlog() >= q.max {
+		return false
+	}
+	onDelay()
+	heap.Push(&q.delayed, dueDelivery{d: d, at: at.UnixNano()})
+	q.waiting.Store(int64(len(q.delayed)))
+	q.arm()
+	q.checkFull()
+	return true
+}
+
+// backlog is every delivery the queue holds, in the channel or waiting
+// for a retry. Callers hold mu; takes may only shrink it meanwhile.
+func (q *Queue) backlog() int { return len(q.ch) + len(q.delayed) }
+
+// arm sets the timer for the soonest delayed delivery. Callers hold mu.
+func (q *Queue) arm() {
+	if len(q.delayed) == 0 || q.stopped {
+		return
+	}
+	wait := time.Duration(q.delayed[0].at - q.now().UnixNano())
+	if q.due == nil {
+		q.due = time.AfterFunc(wait, q.release)
+		return
+	}
+	q.due.Reset(wait)
+}
+
+// release moves the delayed deliveries that are due into the channel,
+// where senders take them, and sets the timer for the next. Moving one
+// changes no depth, so no watermark decision follows. It cannot block:
+// the channel and the delayed together hold at most max, its capacity.
+func (q *Queue) release() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped {
+		return
+	}
+	now := q.now().UnixNano()
+	for len(q.delayed) > 0 && q.delayed[0].at <= now {
+		q.ch <- heap.Pop(&q.delayed).(dueDelivery).d
+		// Counted out of waiting once it is in ch: Depth reads ch alone
+		// only when waiting is zero, and every move is then complete.
+		q.waiting.Store(int64(len(q.delayed)))
+	}
+	if q.closed.Load() && len(q.delayed) == 0 {
+		q.closeChannel()
+	}
+	q.arm()
+}
+
+// Stop ends the timer's work, once the senders are done: what is still
+// delayed stays where it is (its records say queued).
+func (q *Queue) Stop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stopped = true
+	if q.due != nil {
+		q.due.Stop()
+	}
+}
+
+// dueDelivery is a delivery waiting for its retry, due at (unix nanoseconds).
+type dueDelivery struct {
+	d  *Delivery
+	at int64
+}
+
+// dueHeap orders the delayed deliveries, soonest first (container/heap).
+type dueHeap []dueDelivery
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueDelivery)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = dueDelivery{}
+	*h = old[:len(old)-1]
+	return x
+}
+
 // checkFull disables enqueueing when the depth reaches max. Callers hold mu.
 func (q *Queue) checkFull() {
-	if depth := len(q.ch); depth >= q.max && q.accepting.Load() {
+	if depth := q.backlog(); depth >= q.max && q.accepting.Load() {
 		if q.beforeDisable != nil {
 			q.beforeDisable()
 		}
@@ -167,9 +273,9 @@ func (q *Queue) took() {
 	q.drain.add(q.now())
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	depth := len(q.ch)
+	depth := q.backlog()
 	if q.closed.Load() {
-		if depth == 0 {
+		if depth == 0 && q.chClosed {
 			q.markDrained()
 		}
 		return
@@ -183,18 +289,30 @@ func (q *Queue) took() {
 	}
 }
 
-// Close stops all further offers and requeues; senders drain what is left
-// and then see Take return false.
+// Close stops all further offers, requeues and delays; senders drain what
+// is left, the delayed included once they are due, and then see Take
+// return false.
 func (q *Queue) Close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.closed.Load() {
 		q.closed.Store(true)
 		q.accepting.Store(false)
-		close(q.ch)
-		if len(q.ch) == 0 {
-			q.markDrained()
+		if len(q.delayed) == 0 {
+			q.closeChannel()
 		}
+	}
+}
+
+// closeChannel closes ch, once nothing more can join it. Callers hold mu.
+func (q *Queue) closeChannel() {
+	if q.chClosed {
+		return
+	}
+	q.chClosed = true
+	close(q.ch)
+	if len(q.ch) == 0 {
+		q.markDrained()
 	}
 }
 
@@ -213,8 +331,16 @@ func (q *Queue) Drained() <-chan struct{} { return q.drained }
 // Accepting reports whether offers are currently enabled.
 func (q *Queue) Accepting() bool { return q.accepting.Load() }
 
-// Depth is the number of deliveries waiting in the queue.
-func (q *Queue) Depth() int { return len(q.ch) }
+// Depth is the number of deliveries the queue holds: in the channel, and
+// waiting for a retry.
+func (q *Queue) Depth() int {
+	if q.waiting.Load() == 0 {
+		return len(q.ch) // the usual case, without the lock
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.backlog()
+}
 
 // Max is the depth at which enqueueing is disabled.
 func (q *Queue) Max() int { return q.max }

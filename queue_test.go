@@ -155,6 +155,55 @@ func TestRequeueIgnoresAcceptingButNeverExceedsMax(t *testing.T) {
 	}
 }
 
+func TestADelayedDeliveryCountsInTheDepthAndJoinsTheQueueWhenDue(t *testing.T) {
+	q, _ := newTestQueue(2, 0)
+	t.Cleanup(q.Stop)
+	offer(q, "a")
+	d := take(t, q)
+	recorded := false
+	if !q.Delay(d, time.Now().Add(50*time.Millisecond), func() { recorded = true }) || !recorded {
+		t.Fatal("delay with room: refused, or its record not written")
+	}
+	offer(q, "b")
+	if q.Depth() != 2 || q.Accepting() {
+		t.Errorf("one waiting for its retry and one queued: got depth %d, accepting %v; want 2, not accepting", q.Depth(), q.Accepting())
+	}
+	if q.Delay(newDelivery("c", "", "", ""), time.Now(), func() {}) || q.Requeue(newDelivery("c", "", "", ""), func() {}) {
+		t.Error("a full queue took another delivery, want refused")
+	}
+	if got := take(t, q); got.ID() != "b" {
+		t.Errorf("first take: got %s, want b (a is not due yet)", got.ID())
+	}
+	start := time.Now()
+	if got := take(t, q); got.ID() != "a" || time.Since(start) < 30*time.Millisecond {
+		t.Errorf("second take: got %s after %s, want a once due", got.ID(), time.Since(start))
+	}
+	if q.Depth() != 0 || !q.Accepting() {
+		t.Errorf("after both taken: depth %d, accepting %v; want 0, accepting", q.Depth(), q.Accepting())
+	}
+}
+
+func TestCloseWaitsForTheDelayedBeforeItReportsDrained(t *testing.T) {
+	q, _ := newTestQueue(3, 1)
+	t.Cleanup(q.Stop)
+	offer(q, "a")
+	d := take(t, q)
+	q.Delay(d, time.Now().Add(20*time.Millisecond), func() {})
+	q.Close()
+	if q.Delay(newDelivery("b", "", "", ""), time.Now(), func() {}) {
+		t.Error("closed queue took a delayed delivery")
+	}
+	select {
+	case <-q.Drained():
+		t.Fatal("drained while a delivery waits for its retry")
+	default:
+	}
+	if got := take(t, q); got.ID() != "a" {
+		t.Errorf("took %s, want a", got.ID())
+	}
+	<-q.Drained()
+}
+
 func TestCloseDrainsThenReportsDrained(t *testing.T) {
 	q, _ := newTestQueue(3, 1)
 	offer(q, "a")
@@ -274,6 +323,7 @@ func TestWatermarkIsConsistentWheneverTheQueueIsQuiet(t *testing.T) {
 	const max, recovery = 4, 1
 	trans := &transitionLog{}
 	q := NewQueue(max, recovery, zerolog.Nop(), trans, time.Now)
+	t.Cleanup(q.Stop)
 	var accepted, finished atomic.Int64
 	// round runs offerers, takers and requeuers at once; with closeMidway,
 	// the queue is closed in the middle of it. It returns once every
@@ -308,6 +358,19 @@ func TestWatermarkIsConsistentWheneverTheQueueIsQuiet(t *testing.T) {
 						return
 					}
 					if !q.Requeue(d, func() {}) {
+						finished.Add(1) // no room, or closed: the sender keeps and delivers it
+					}
+				}
+			})
+		}
+		for i := range 2 {
+			others.Go(func() {
+				for {
+					d, err := q.Take(ctx, nil, nil)
+					if err != nil {
+						return
+					}
+					if !q.Delay(d, time.Now().Add(time.Duration(i)*time.Millisecond), func() {}) {
 						finished.Add(1) // no room, or closed: the sender keeps and delivers it
 					}
 				}

@@ -230,6 +230,7 @@ func (c *messageappClient) Close() { c.http.CloseIdleConnections() }
 type Senders struct {
 	limiter     *Limiter // how many of them may call messageapp at once
 	maxAttempts int
+	retry       retryBackoff // the wait between attempts of a message
 	queue       *Queue
 	breaker     *Breaker
 	store       *Store
@@ -266,10 +267,10 @@ const minOpenPoll = 5 * time.Millisecond
 
 // NewSenders builds a pool of as many senders as lim's ceiling; lim
 // decides how many of them call messageapp at once.
-func NewSenders(lim *Limiter, maxAttempts int, q *Queue, b *Breaker, s *Store, c *messageappClient, log zerolog.Logger, obs Observer) *Senders {
+func NewSenders(lim *Limiter, maxAttempts int, retry retryBackoff, q *Queue, b *Breaker, s *Store, c *messageappClient, log zerolog.Logger, obs Observer) *Senders {
 	l := log.With().Str("component", "sender").Logger()
 	return &Senders{
-		limiter: lim, maxAttempts: maxAttempts, queue: q, breaker: b, store: s, client: c, log: l,
+		limiter: lim, maxAttempts: maxAttempts, retry: retry, queue: q, breaker: b, store: s, client: c, log: l,
 		texts:     outcomeTexts(c.timeout),
 		keptLines: rate.NewLimiter(keptLinesPerSecond, keptLinesPerSecond),
 		probe:     make(chan struct{}, 1),
@@ -340,9 +341,10 @@ func (p *Senders) next(ctx context.Context) (d *Delivery, s slot, holdsProbe boo
 	}
 }
 
-// deliver tries d until it reaches a final status, goes back to the queue,
-// or ctx ends. holdsProbe says whether this sender holds the probe slot;
-// deliver may acquire it, and the caller releases it, and s.
+// deliver tries d until it reaches a final status, goes back to the queue
+// (to wait for the circuit, or for its next attempt), or ctx ends.
+// holdsProbe says whether this sender holds the probe slot; deliver may
+// acquire it, and the caller releases it, and s.
 func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool, s *slot) (probeHeld bool) {
 	p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
 	wasOpen := false
@@ -364,12 +366,54 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool, s *
 		switch {
 		case rule.waits: // awaitTurn keeps it until the circuit lets it go
 		case rule.retryable && int(d.Attempts) < p.maxAttempts:
-			p.store.Move(d.ID(), StatusSending, int(d.Attempts), lastErr)
+			var later bool
+			if later, holdsProbe = p.retryLater(ctx, d, lastErr, holdsProbe, s); later {
+				return holdsProbe
+			}
+			p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
 		default:
 			p.store.Move(d.ID(), rule.final, int(d.Attempts), lastErr)
 			return holdsProbe
 		}
 	}
+}
+
+// retryLater makes d, whose attempt failed with lastErr, wait for its next
+// attempt (the backoff, or messageapp's Retry-After) without holding a
+// call slot. Normally the queue keeps it meanwhile and later reports true:
+// d is no longer this sender's. When the queue has no room (it is full,
+// or closed by shutdown), this sender keeps d, gives back its slot of the
+// limit and the probe slot, waits, looking for room now and then, and
+// reports false once d is due and the sender holds a slot again; or true
+// if ctx ended first, d staying queued.
+func (p *Senders) retryLater(ctx context.Context, d *Delivery, lastErr *AttemptError, holdsProbe bool, s *slot) (later, probeHeld bool) {
+	due := time.Now().Add(p.retry.delay(int(d.Attempts), lastErr.retryAfter))
+	waiting := func() { p.store.Move(d.ID(), StatusQueued, int(d.Attempts), lastErr) }
+	if p.queue.Delay(d, due, waiting) {
+		return true, holdsProbe
+	}
+	waiting()
+	if holdsProbe {
+		<-p.probe
+	}
+	hadSlot := s.held
+	p.limiter.release(s)
+	for left := time.Until(due); left > 0; left = time.Until(due) {
+		if _, err := waitFor(ctx, min(left, requeuePoll), nil); err != nil {
+			return true, false
+		}
+		if p.queue.Delay(d, due, waiting) {
+			return true, false
+		}
+	}
+	if hadSlot {
+		ns, _, err := p.limiter.acquire(ctx, nil, nil)
+		if err != nil {
+			return true, false
+		}
+		*s = ns
+	}
+	return false, false
 }
 
 // awaitTurn reports ready when d may be tried now, and whether this sender

@@ -382,7 +382,7 @@ func TestMessageHeldDuringShutdownGetsItsOwnProbeWhenTheSlotFrees(t *testing.T) 
 	store := NewStore(10, time.Now)
 	client := newMessageappClient(app.URL(), time.Second, 1)
 	defer client.Close()
-	p := NewSenders(NewLimiter(1, false, defaultLimiterTuning, log, observers(nil)), 3, q, br, store, client, log, observers(nil))
+	p := NewSenders(NewLimiter(1, false, defaultLimiterTuning, log, observers(nil)), 3, newRetryBackoff(time.Millisecond, time.Millisecond), q, br, store, client, log, observers(nil))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
