@@ -295,13 +295,11 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	// Both listeners share MAX_CONNECTIONS.
 	conns := newConnLimit(cfg.MaxConnections, time.Now)
 	in.srv.ConnState = conns.track
-	go func() { in.serveErr <- in.srv.Serve(ln) }()
 	dashboardAddr := ln.Addr()
 	if cfg.adminListener != nil {
 		in.adminSrv = newHTTPServer(in.srv.Handler, cmp.Or(cfg.limits, defaultServerLimits), log)
 		in.adminSrv.BaseContext, in.adminSrv.ConnState = adminBaseContext, conns.track
 		in.adminErr = make(chan error, 1)
-		go func() { in.adminErr <- in.adminSrv.Serve(cfg.adminListener) }()
 		dashboardAddr = cfg.adminListener.Addr()
 	}
 	logMemoryBudget(log, cfg, readMemoryLimits(os.ReadFile))
@@ -318,6 +316,12 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	}
 	ev.Bool("tokens", cfg.clients != nil).Msg("courier is listening; the live dashboard is at the dashboard URL")
 	warnIfOpen(log, cfg, ln.Addr())
+	// Served once the start-up lines are written: whoever gets an answer
+	// (a test polling /healthz, an operator reading the log) finds them.
+	go func() { in.serveErr <- in.srv.Serve(ln) }()
+	if in.adminSrv != nil {
+		go func() { in.adminErr <- in.adminSrv.Serve(cfg.adminListener) }()
+	}
 	return in, nil
 }
 
