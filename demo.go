@@ -200,8 +200,9 @@ func demoChecklist(out io.Writer, cfg config, w *demoWatcher, m Counts, sent loa
 		text string
 	}{
 		{m.Sent > 0, fmt.Sprintf("messages delivered (sent: %d)", m.Sent)},
-		{m.Timeout > 0, fmt.Sprintf("calls abandoned at the %s deadline (timeout: %d)", cfg.MessageappTimeout, m.Timeout)},
-		{w.outcome(OutcomeMessageappError) > 0, fmt.Sprintf("messageapp answered errors (messageapp_error: %d)", w.outcome(OutcomeMessageappError))},
+		{m.Timeout > 0, fmt.Sprintf("calls abandoned at the %s deadline, never sent again: delivery unknown (timeout: %d, and connection_lost: %d)",
+			cfg.MessageappTimeout, m.Timeout, m.ConnectionLost)},
+		{w.outcome(OutcomeMessageappError) > 0, fmt.Sprintf("messageapp answered errors, retried after a backoff (messageapp_error: %d)", w.outcome(OutcomeMessageappError))},
 		{w.count(circuitEvent(CircuitOpen)) > 0, "circuit opened " + times(w.count(circuitEvent(CircuitOpen)))},
 		{w.outcome(OutcomeBreakerOpen) > 0, fmt.Sprintf("messages refused by the open circuit, nothing sent (breaker_open: %d)", w.outcome(OutcomeBreakerOpen))},
 		{w.count(queueEvent(false)) > 0 && sent.Rejected[CodeQueueFull] > 0,
