@@ -150,8 +150,8 @@ func TestUnknownCommandIsAUsageErrorThatPointsAtTheEnvironment(t *testing.T) {
 		args []string
 		want []string // all in stderr
 	}{
-		{[]string{"fly"}, []string{`unknown command "fly"`, "serve | messageapp | load | demo | help"}},
-		{[]string{"--port", "1"}, []string{`unknown flag "--port"`, "environment variables", "set PORT=1 instead", "serve | messageapp | load | demo | help"}},
+		{[]string{"fly"}, []string{`unknown command "fly"`, "serve | messageapp | load | demo | healthcheck | help"}},
+		{[]string{"--port", "1"}, []string{`unknown flag "--port"`, "environment variables", "set PORT=1 instead", "serve | messageapp | load | demo | healthcheck | help"}},
 		{[]string{"-log-level=debug"}, []string{"set LOG_LEVEL=debug instead"}},
 		{[]string{"--verbose"}, []string{`unknown flag "--verbose"`, "environment variables", "courier -h lists them"}},
 		{[]string{"serve", "--queue-max-size", "50"}, []string{"set QUEUE_MAX_SIZE=50 instead"}},

@@ -103,13 +103,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runLoad(ctx, args[2:], stdout, stderr)
 		case "demo":
 			return runDemo(ctx, args[2:], stdout, stderr)
+		case "healthcheck":
+			return runHealthcheck(ctx, args[2:], getenv, stderr)
 		default:
 			if strings.HasPrefix(args[1], "-") {
 				fmt.Fprintf(stderr, "courier: unknown flag %q: %s\n", args[1], configuredByEnvironment(args[1:]))
 			} else {
 				fmt.Fprintf(stderr, "courier: unknown command %q\n", args[1])
 			}
-			fmt.Fprintln(stderr, "usage: courier [serve | messageapp | load | demo | help] (courier -h says more)")
+			fmt.Fprintln(stderr, "usage: courier [serve | messageapp | load | demo | healthcheck | help] (courier -h says more)")
 			return exitUsage
 		}
 	}
@@ -203,6 +205,7 @@ usage:
   courier messageapp   run the messageapp simulator (courier messageapp -h)
   courier load         send load to a running courier (courier load -h)
   courier demo         the whole story, scripted, in about 15 seconds
+  courier healthcheck  exit 0 if the courier on PORT here answers /healthz (for containers)
   courier help         this text
 
 environment of courier serve (empty counts as unset):

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // The secrets a MESSAGEAPP_URL may carry, in the tests below.
@@ -165,5 +167,73 @@ func TestSimulatorServerHasEveryTimeout(t *testing.T) {
 	}
 	if srv.WriteTimeout < 5*time.Minute {
 		t.Errorf("WriteTimeout %s would cut answers courier may still wait for (MESSAGEAPP_TIMEOUT up to 5m)", srv.WriteTimeout)
+	}
+}
+
+// TestComposePublishesOnLoopbackChecksHealthAndLimitsMemory holds
+// docker-compose.yml to SPEC §10: ports on 127.0.0.1, a health check on
+// every service and dependencies that wait for it, and every courier with
+// a memory limit, a GOMEMLIMIT below it, and a start-up memory_budget
+// worst case below that.
+func TestComposePublishesOnLoopbackChecksHealthAndLimitsMemory(t *testing.T) {
+	p := loadCompose(t)
+	for _, s := range p.Services {
+		t.Run(s.Name, func(t *testing.T) {
+			for _, port := range s.Ports {
+				if port.HostIP != "127.0.0.1" {
+					t.Errorf("publishes %s on %q, want 127.0.0.1", port.Published, port.HostIP)
+				}
+			}
+			if s.HealthCheck == nil || len(s.HealthCheck.Test) == 0 || s.HealthCheck.Disable {
+				t.Error("no health check")
+			}
+			for name, dep := range s.DependsOn {
+				if dep.Condition != types.ServiceConditionHealthy {
+					t.Errorf("depends on %s with condition %q, want service_healthy", name, dep.Condition)
+				}
+			}
+			if s.MemLimit <= 0 {
+				t.Error("no memory limit")
+			}
+		})
+	}
+	for _, s := range courierServices(t, p) {
+		t.Run(s.Name+" GOMEMLIMIT", func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range s.Environment {
+				if v != nil {
+					env[k] = *v
+				}
+			}
+			var goMemLimit byteCount
+			if err := goMemLimit.UnmarshalText([]byte(env["GOMEMLIMIT"])); err != nil || goMemLimit <= 0 {
+				t.Fatalf("GOMEMLIMIT %q: want a size", env["GOMEMLIMIT"])
+			}
+			limit := int64(s.MemLimit)
+			if int64(goMemLimit) > limit*95/100 || int64(goMemLimit) < limit*80/100 {
+				t.Errorf("GOMEMLIMIT %d for a memory limit of %d: want 80 to 95 %% of it, room for the runtime and stacks", goMemLimit, limit)
+			}
+			cfg, err := loadConfig(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if worst := memoryBudget(cfg, worstPayload); worst > int64(goMemLimit) {
+				t.Errorf("memory_budget worst case %d is above GOMEMLIMIT %d", worst, goMemLimit)
+			}
+		})
+	}
+}
+
+func TestHealthcheckSubcommandAsksHealthzOnPORT(t *testing.T) {
+	s := startService(t, baseEnv(newFakeMessageapp(t, modeOK).URL()))
+	port := strings.TrimPrefix(s.url, "http://127.0.0.1:")
+	var errOut strings.Builder
+	if code := runHealthcheck(context.Background(), nil, func(k string) string { return map[string]string{"PORT": port}[k] }, &errOut); code != exitOK {
+		t.Errorf("against a running courier: got exit %d (%s), want 0", code, errOut.String())
+	}
+	closed := freePort(t)
+	errOut.Reset()
+	if code := runHealthcheck(context.Background(), nil, func(k string) string { return map[string]string{"PORT": closed}[k] }, &errOut); code != exitFailed || errOut.Len() == 0 {
+		t.Errorf("against nothing: got exit %d (%q), want 1 saying why", code, errOut.String())
 	}
 }
