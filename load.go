@@ -37,7 +37,7 @@ type loadOptions struct {
 	Duration          time.Duration // how long to send
 	MaxRequests       int           // hard cap on requests sent
 	RespectRetryAfter bool          // after a 503, delay sends as Retry-After says
-	Retries           int           // re-sends of a message after a 503 or no answer, same Idempotency-Key
+	Retries           int           // re-sends of a message after a 503, a 409 or no answer, same Idempotency-Key
 	AllowRemote       bool          // permit a non-loopback URL
 	Out               io.Writer     // per-second lines; nil for none
 }
@@ -340,7 +340,8 @@ func (c *loadClient) count(f func(*loadStats)) {
 }
 
 // send POSTs a job's message with its Idempotency-Key, tallies the answer
-// and reports whether it is worth retrying (a 503 or no answer).
+// and reports whether it is worth retrying (a 503, a 409 from the balancer
+// or no answer).
 func (c *loadClient) send(ctx context.Context, job loadJob) (retry bool) {
 	body := fmt.Appendf(nil, `{"destination":"+34600000000","body":"load message %d"}`, job.n)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.target, bytes.NewReader(body))
@@ -389,6 +390,11 @@ func (c *loadClient) send(ctx context.Context, job loadJob) (retry bool) {
 		if until := time.Now().Add(time.Duration(retryAfter) * time.Second); retryAfter > 0 && until.After(c.notBefore) {
 			c.notBefore = until
 		}
+		return true
+	case http.StatusConflict:
+		// From the balancer: another POST of this key is being answered
+		// (idempotency_key_in_flight); its retry gets that POST's answer.
+		c.window.Other[resp.StatusCode]++
 		return true
 	default:
 		c.window.Other[resp.StatusCode]++
@@ -508,7 +514,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opt.Duration, "duration", 10*time.Second, "how long to send")
 	fs.IntVar(&opt.MaxRequests, "max-requests", 100_000, "stop after this many requests")
 	fs.BoolVar(&opt.RespectRetryAfter, "respect-retry-after", false, "after a 503, delay sends until Retry-After has passed (they go later, not never)")
-	fs.IntVar(&opt.Retries, "retries", 0, "re-send a message up to this many times after a 503 or no answer, with the same Idempotency-Key")
+	fs.IntVar(&opt.Retries, "retries", 0, "re-send a message up to this many times after a 503, a 409 or no answer, with the same Idempotency-Key")
 	fs.BoolVar(&opt.AllowRemote, "allow-remote", false, "allow a -url that is not on this machine")
 	fs.StringVar(&opt.Token, "token", "", "bearer token, when courier has API_TOKENS")
 	fs.StringVar(&opt.AdminURL, "admin-url", "", "where courier's /status is, when ADMIN_ADDR moves it off -url")
