@@ -110,18 +110,24 @@ func (c *messageappClient) Send(ctx context.Context, d *Delivery) error {
 	if err != nil {
 		return &AttemptError{Kind: OutcomeUnreachable, Detail: "encode message: " + err.Error()}
 	}
-	for {
+	for tries := 1; ; tries++ {
 		replay, err := c.try(ctx, callCtx, d, payload)
-		if !replay {
+		if !replay || tries == maxTries {
 			return err
 		}
 	}
 }
 
+// maxTries bounds the replays of one attempt. Each gives up a connection
+// messageapp had closed, so more than a few in a row mean something else
+// is wrong, and the attempt ends unreachable.
+const maxTries = 8
+
 // try sends the request once. replay says that it provably never reached
 // messageapp, on a reused connection that messageapp had closed or was
-// about to close, so it may be sent again at once. Each replay gives up a
-// connection from the pool, so replays end, at the latest, on a fresh one.
+// about to close, so it may be sent again at once; err is then what to
+// report if it is not. Each replay gives up a connection from the pool,
+// so replays end, at the latest, on a fresh one.
 func (c *messageappClient) try(ctx, callCtx context.Context, d *Delivery, payload []byte) (replay bool, err error) {
 	// How far the request got decides what a failure means: only a
 	// request that went out whole may have been delivered. The trace says
@@ -176,10 +182,8 @@ func (c *messageappClient) try(ctx, callCtx context.Context, d *Delivery, payloa
 		case reached.Load() == 2:
 			return false, &AttemptError{Kind: OutcomeConnectionLost,
 				Detail: "the connection broke after the request was sent, before an answer: delivery unknown (" + withoutURL(err) + ")"}
-		case reused.Load() && !deadline:
-			return true, nil
 		case !deadline:
-			return false, &AttemptError{Kind: OutcomeUnreachable, Detail: withoutURL(err)}
+			return reused.Load(), &AttemptError{Kind: OutcomeUnreachable, Detail: withoutURL(err)}
 		case reached.Load() == 1:
 			return false, &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("connected but could not send the request within %s", c.timeout)}
 		default:
