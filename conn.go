@@ -16,38 +16,70 @@ import (
 )
 
 // idleLimit is what courier has learned of messageapp's keep-alive: the
-// shortest idle time after which messageapp closed one of the last
-// idleSamples connections it closed. The shortest, because a close is
-// noticed late, never early, when the machine is busy; of the last few,
-// so that a messageapp restart, which closes connections however long
-// they were idle, is forgotten after a while.
+// shortest idle time after which messageapp closed a connection, among the
+// closes of the last idleMemory. The shortest, because a close is noticed
+// late, never early, when the machine is busy; of the last minute, so that
+// a messageapp restart, which closes connections however briefly they had
+// been idle, is forgotten soon (meanwhile courier only reuses connections
+// less, it does not fail). A short keep-alive keeps teaching it: whenever
+// traffic pauses longer than it, messageapp closes the idle connections.
 type idleLimit struct {
-	closedAfter atomic.Int64 // nanoseconds; zero until messageapp closes an idle connection
+	now func() time.Time
 
-	mu      sync.Mutex // guards samples
-	samples []int64    // the last idleSamples idle times, oldest first
+	// The shortest idle time remembered (nanoseconds; zero when none) and
+	// when its sample is forgotten (unix nanoseconds): read on every
+	// reused connection, without the lock.
+	closedAfter, until atomic.Int64
+
+	mu      sync.Mutex   // guards samples and orders the updates of the two above
+	samples []idleSample // the closes of the last idleMemory, oldest first
 }
 
-// idleSamples is how many of messageapp's idle closes idleLimit remembers.
-const idleSamples = 8
+// idleSample is one idle close: after how long, and when (unix nanoseconds).
+type idleSample struct{ idle, at int64 }
+
+// idleMemory is how long idleLimit remembers an idle close.
+const idleMemory = time.Minute
 
 // closed records that messageapp closed a connection idle for idle.
 func (l *idleLimit) closed(idle time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.samples) == idleSamples {
-		l.samples = l.samples[1:]
+	l.samples = append(l.samples, idleSample{idle: int64(idle), at: l.now().UnixNano()})
+	l.recount()
+}
+
+// recount forgets the samples older than idleMemory and publishes the
+// shortest of the rest. Callers hold mu.
+func (l *idleLimit) recount() {
+	now := l.now()
+	old := now.Add(-idleMemory).UnixNano()
+	l.samples = slices.DeleteFunc(l.samples, func(s idleSample) bool { return s.at <= old })
+	shortest := idleSample{}
+	for _, s := range l.samples {
+		if shortest.idle == 0 || s.idle <= shortest.idle {
+			shortest = s
+		}
 	}
-	l.samples = append(l.samples, int64(idle))
-	l.closedAfter.Store(slices.Min(l.samples))
+	l.closedAfter.Store(shortest.idle)
+	l.until.Store(time.Unix(0, shortest.at).Add(idleMemory).UnixNano())
 }
 
 // stale reports whether a connection idle for idle should not carry
-// another request: it has been idle for half of what messageapp last
-// allowed, or more (the other half is the margin for the time the request
-// takes to get there and for messageapp's own timer).
+// another request: it has been idle for half of what messageapp allowed,
+// or more (the other half is the margin for the time the request takes to
+// get there and for messageapp's own timer).
 func (l *idleLimit) stale(idle time.Duration) bool {
 	closedAfter := time.Duration(l.closedAfter.Load())
+	if closedAfter == 0 {
+		return false
+	}
+	if l.now().UnixNano() > l.until.Load() {
+		l.mu.Lock()
+		l.recount()
+		closedAfter = time.Duration(l.closedAfter.Load())
+		l.mu.Unlock()
+	}
 	return closedAfter > 0 && idle >= closedAfter/2
 }
 

@@ -506,3 +506,30 @@ func BenchmarkBarePost(b *testing.B) {
 		resp.Body.Close()
 	}
 }
+
+func TestCourierLearnsMessageappsKeepAliveAndForgetsARestart(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	l := &idleLimit{now: func() time.Time { return now }}
+	if l.stale(time.Hour) {
+		t.Fatal("stale before messageapp closed any connection: courier knows nothing of its keep-alive yet")
+	}
+	l.closed(104 * time.Millisecond) // noticed late on a busy machine
+	l.closed(100 * time.Millisecond)
+	if l.stale(49*time.Millisecond) || !l.stale(50*time.Millisecond) {
+		t.Errorf("after closes at 104 and 100 ms: stale at 49ms %v, at 50ms %v; want from 50ms on (half the shortest)",
+			l.stale(49*time.Millisecond), l.stale(50*time.Millisecond))
+	}
+	now = now.Add(30 * time.Second)
+	l.closed(3 * time.Millisecond) // a restart closes a connection just used
+	if !l.stale(2 * time.Millisecond) {
+		t.Error("right after a restart's close at 3 ms: a connection idle 2 ms is not stale, want stale")
+	}
+	now = now.Add(31 * time.Second) // the first two are a minute old
+	if !l.stale(2 * time.Millisecond) {
+		t.Error("the restart's close is 31 s old: still remembered, want stale at 2 ms")
+	}
+	now = now.Add(30 * time.Second) // and the restart's too
+	if l.stale(time.Hour) {
+		t.Error("every close is over a minute old: want nothing remembered")
+	}
+}

@@ -51,7 +51,7 @@ const idleConnTimeout = 2 * time.Second
 // can reuse one, each for at most idleConnTimeout, and never follows
 // redirects.
 func newMessageappClient(url string, timeout time.Duration, senders int) *messageappClient {
-	idle := &idleLimit{}
+	idle := &idleLimit{now: time.Now}
 	transport := &http.Transport{
 		DialContext:         idle.dial((&net.Dialer{KeepAlive: 30 * time.Second}).DialContext),
 		MaxIdleConns:        senders,
