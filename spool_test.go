@@ -516,3 +516,36 @@ func TestAnIDFromAnEarlierRunIsToldFromAnUnknownOne(t *testing.T) {
 		})
 	}
 }
+
+// FuzzReadSpool: whatever a spool file holds, reading it either fails with
+// a spoolError naming a line of it, or gives messages fit to deliver, each
+// id and key once.
+func FuzzReadSpool(f *testing.F) {
+	f.Add([]byte(`{"courier_spool":1,"messages":1,"written_at":"2026-12-05T23:00:00Z"}` + "\n" +
+		`{"id":"a","idempotency_key":"k","destination":"d","body":"b","attempts":1,"created_at":"2026-12-05T23:00:00Z"}` + "\n"))
+	f.Add([]byte(`{"courier_spool":1,"messages":0,"written_at":"2026-12-05T23:00:00Z"}`))
+	f.Add([]byte(`{"courier_spool":1,"messages":2}` + "\n" + `{"id":"a"}` + "\n"))
+	f.Add([]byte("\n\n"))
+	f.Fuzz(func(t *testing.T, content []byte) {
+		path := filepath.Join(t.TempDir(), "spool.jsonl")
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := readSpool(path)
+		var se *spoolError
+		switch {
+		case err != nil && (!errors.As(err, &se) || se.File != path || se.Line < 1 || se.Line > strings.Count(string(content), "\n")+2):
+			// A file cut short is named at the line where its next message should be.
+			t.Fatalf("%q: got %v, want a spool error naming a line of the file, or the one after", content, err)
+		case err != nil:
+			return
+		}
+		ids, keys := map[string]bool{}, map[string]bool{}
+		for _, r := range recs {
+			if why := r.problem(); why != "" || ids[r.ID] || (r.Key != "" && keys[r.Client+" "+r.Key]) {
+				t.Fatalf("%q: read %+v (%s), which is unfit or repeated", content, r, why)
+			}
+			ids[r.ID], keys[r.Client+" "+r.Key] = true, true
+		}
+	})
+}
