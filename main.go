@@ -398,6 +398,13 @@ func (in *instance) shutdown(hurry <-chan struct{}) error {
 	if hurried {
 		cancel()
 	}
+	go func() { // a second signal during that moment cuts it short too
+		select {
+		case <-hurry:
+			cancel()
+		case <-httpCtx.Done():
+		}
+	}()
 	if err := in.srv.Shutdown(httpCtx); err != nil {
 		_ = in.srv.Close()
 	}

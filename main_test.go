@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -82,65 +83,84 @@ func runMainIfAsked() {
 	}
 }
 
-func TestSecondSignalStopsTheDrainAtOnceAndStillListsUndelivered(t *testing.T) {
-	app := newFakeMessageapp(t, modeHang)
+// mainProcess is courier run as a process (the test binary re-executed as
+// main), so that real signals reach it.
+type mainProcess struct {
+	cmd    *exec.Cmd
+	base   string              // its URL
+	lines  chan map[string]any // its JSON log, closed at exit
+	exited chan error          // cmd.Wait's result, once the log is read
+}
+
+// startMain starts courier as a process with env on top of the test's own
+// and waits until it answers /healthz.
+func startMain(t *testing.T, env ...string) *mainProcess {
+	t.Helper()
 	port := freePort(t)
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "COURIER_TEST_MAIN=1", "PORT="+port, "MESSAGEAPP_URL="+app.URL(),
-		"MESSAGEAPP_TIMEOUT=1m", "SHUTDOWN_TIMEOUT=1m", "SENDERS=1")
-	out, err := cmd.StdoutPipe()
+	p := &mainProcess{cmd: exec.Command(os.Args[0]), base: "http://127.0.0.1:" + port,
+		lines: make(chan map[string]any, 100), exited: make(chan error, 1)}
+	// A -race binary sleeps a second at exit (GORACE atexit_sleep_ms): not
+	// courier's time, and not what these tests measure.
+	p.cmd.Env = append(append(os.Environ(), "COURIER_TEST_MAIN=1", "PORT="+port,
+		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")), env...)
+	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	lines := make(chan map[string]any, 100)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			var l map[string]any
 			if json.Unmarshal(sc.Bytes(), &l) == nil {
-				lines <- l
+				p.lines <- l
 			}
 		}
-		close(lines)
-		exited <- cmd.Wait()
+		close(p.lines)
+		p.exited <- p.cmd.Wait()
 	}()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-
-	base := "http://127.0.0.1:" + port
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
 	client := &http.Client{Timeout: time.Second}
 	eventually(t, 10*time.Second, "courier to answer /healthz", func() bool {
-		resp, err := client.Get(base + "/healthz")
+		resp, err := client.Get(p.base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 		}
 		return err == nil && resp.StatusCode == 200
 	})
+	return p
+}
+
+// waitLine reads p's log up to the first line of event.
+func (p *mainProcess) waitLine(t *testing.T, event string) {
+	t.Helper()
+	for l := range p.lines {
+		if l["event"] == event {
+			return
+		}
+	}
+	t.Fatalf("courier's log ended before %s", event)
+}
+
+func TestSecondSignalStopsTheDrainAtOnceAndStillListsUndelivered(t *testing.T) {
+	app := newFakeMessageapp(t, modeHang)
+	p := startMain(t, "MESSAGEAPP_URL="+app.URL(), "MESSAGEAPP_TIMEOUT=1m", "SHUTDOWN_TIMEOUT=1m", "SENDERS=1")
+	client := &http.Client{Timeout: time.Second}
 	for range 3 { // one hangs in messageapp, two wait in the queue
-		resp, err := client.Post(base+"/messages", "application/json", strings.NewReader(`{"destination":"d","body":"b"}`))
+		resp, err := client.Post(p.base+"/messages", "application/json", strings.NewReader(`{"destination":"d","body":"b"}`))
 		if err != nil || resp.StatusCode != 202 {
 			t.Fatalf("POST: %v %v", resp, err)
 		}
 		resp.Body.Close()
 	}
-	waitLine := func(event string) {
-		t.Helper()
-		for l := range lines {
-			if l["event"] == event {
-				return
-			}
-		}
-		t.Fatalf("courier's log ended before %s", event)
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	waitLine("shutting_down")
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.waitLine(t, "shutting_down")
 	start := time.Now()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	undelivered, unknown := 0, 0
-	for l := range lines {
+	for l := range p.lines {
 		if l["event"] == "undelivered" {
 			undelivered++
 		}
@@ -148,7 +168,7 @@ func TestSecondSignalStopsTheDrainAtOnceAndStillListsUndelivered(t *testing.T) {
 			unknown++
 		}
 	}
-	if err := <-exited; err != nil {
+	if err := <-p.exited; err != nil {
 		t.Errorf("exit: %v, want status 0", err)
 	}
 	if took := time.Since(start); took > 10*time.Second {
@@ -156,6 +176,50 @@ func TestSecondSignalStopsTheDrainAtOnceAndStillListsUndelivered(t *testing.T) {
 	}
 	if undelivered != 2 || unknown != 1 {
 		t.Errorf("undelivered lines: got %d, want 2; timeout lines: got %d, want 1 (the call in messageapp)", undelivered, unknown)
+	}
+}
+
+func TestSecondSignalAlsoCutsTheLastMomentOfRequestsInFlight(t *testing.T) {
+	p := startMain(t, "MESSAGEAPP_URL="+newFakeMessageapp(t, modeOK).URL())
+	// A POST whose body is still on its way keeps the HTTP server's last
+	// moment (a second) busy after the drain, which has nothing to do.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Expect: 100-continue makes courier say when its handler starts reading.
+	if _, err := io.WriteString(conn, "POST /messages HTTP/1.1\r\nHost: courier\r\nContent-Type: application/json\r\n"+
+		"Content-Length: 40\r\nExpect: 100-continue\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.Contains(line, "100 Continue") {
+		t.Fatalf("got %q, %v; want 100 Continue", line, err)
+	}
+	if _, err := io.WriteString(conn, `{"destination":`); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.waitLine(t, "shutting_down")
+	// The listener closes when the HTTP server's shutdown begins, after
+	// the drain: from then on the server waits up to a second for the POST.
+	eventually(t, 5*time.Second, "courier to stop listening", func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	start := time.Now()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	for range p.lines {
+	}
+	if err := <-p.exited; err != nil {
+		t.Errorf("exit: %v, want status 0", err)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Errorf("exited %s after the second signal, want at once, not at the end of the second it gives requests", took)
 	}
 }
 
