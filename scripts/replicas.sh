@@ -15,7 +15,13 @@
 # $SPOOL_DIR/c1, c2, c3 (default: $TMPDIR/courier-spool). A port already
 # taken stops the script before anything starts, naming it; a process that
 # fails later is named with the end of its log. Any other courier variable
-# set here (QUEUE_MAX_SIZE, LOG_LEVEL, ...) reaches every replica.
+# set here (QUEUE_MAX_SIZE, LOG_LEVEL, API_TOKENS, ...) reaches every
+# replica. The replicas listen on every interface (PORT does): on a shared
+# network, set API_TOKENS and send a token through the balancer, which
+# passes it on:
+#
+#   API_TOKENS=$(openssl rand -base64 24) scripts/replicas.sh
+#   go run . load -url http://127.0.0.1:9000 -token "$API_TOKENS"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
