@@ -428,7 +428,7 @@ func TestLargeBodiesAreReroutedFromAFullReplica(t *testing.T) {
 	tests := []struct {
 		size    int // of the request body
 		headers int // bytes of headers besides the usual few
-	}{{100, 0}, {16 << 10, 0}, {30_000, 0}, {40_000, 0}, {maxBodyBytes, 0}, {maxBodyBytes, 24 << 10}}
+	}{{100, 0}, {16 << 10, 0}, {30_000, 0}, {40_000, 0}, {maxBodyBytes, 0}, {maxBodyBytes, 24 << 10}, {maxBodyBytes, 35 << 10}}
 	for _, tt := range tests {
 		size := tt.size
 		t.Run(fmt.Sprintf("%d bytes, %d bytes of headers more", tt.size, tt.headers), func(t *testing.T) {
