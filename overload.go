@@ -55,8 +55,8 @@ func (c overloadConfig) check() error {
 		return errors.New("-latency must be positive")
 	case c.GiveUp <= 0:
 		return errors.New("-give-up must be positive")
-	case c.EpisodeMin < 0 || c.EpisodeMax < c.EpisodeMin:
-		return errors.New("-episode-min must be from 0 to -episode-max")
+	case c.EpisodeMax < 0 || c.EpisodeMax > 0 && (c.EpisodeMin < 0 || c.EpisodeMin > c.EpisodeMax):
+		return errors.New("-episode-min must be from 0 to -episode-max, and -episode-max not negative")
 	case c.EpisodeMax > 0 && (c.CalmMin <= 0 || c.CalmMax < c.CalmMin):
 		return errors.New("-calm-min must be positive and at most -calm-max")
 	}

@@ -12,10 +12,14 @@
 // messages (-short stops at 100 000). Timeouts: how close to
 // MESSAGEAPP_TIMEOUT a hanging call is abandoned, and that no connection
 // is left behind. Replicas: three couriers behind HAProxy (haproxy.cfg)
-// against one courier direct, delivered messages per second.
+// against one courier direct, delivered messages per second. Overload:
+// courier offered more than the lab's overload profile can do: its
+// goodput against messageapp's capacity and the share of attempts that
+// timed out, the fixed pool against the adaptive limit.
 //
 // courier and the baselines run as separate processes; messageapp and the
-// load generator run in this one.
+// load generator run in this one, but for the overload scenario's, which
+// is the simulator in the binary under test (`courier messageapp`).
 package main
 
 import (
@@ -36,7 +40,7 @@ func main() {
 	target := flag.String("messageapp", "", "internal: messageapp URL for baseline-forward")
 	short := flag.Bool("short", false, "shorter phases (a smoke run, not for the record)")
 	out := flag.String("out", "", "also write the report to this file")
-	only := flag.String("only", "", "run one scenario: forwarding, shedding, memory, timeouts, replicas or adaptive")
+	only := flag.String("only", "", "run one scenario: forwarding, shedding, memory, timeouts, replicas, adaptive or overload")
 	flag.Parse()
 	switch *role {
 	case "baseline-forward":
@@ -123,6 +127,7 @@ func runAll(short bool, only, outPath string) error {
 		{"timeouts", func() error { return benchTimeouts(rep, dir, courierBin, phase(15*time.Second, 5*time.Second)) }},
 		{"replicas", func() error { return benchReplicas(rep, dir, courierBin, phase(10*time.Second, 3*time.Second)) }},
 		{"adaptive", func() error { return benchAdaptive(rep, dir, courierBin, phase(5*time.Second, 3*time.Second)) }},
+		{"overload", func() error { return benchOverload(rep, dir, courierBin, phase(30*time.Second, 10*time.Second)) }},
 	}
 	for _, step := range steps {
 		if only != "" && step.name != only {
