@@ -103,6 +103,11 @@ func TestDashboardShowsAnOutageInARealBrowser(t *testing.T) {
 	waitFor("the queue rejecting", `#accepting[data-accepting="false"]`)
 	waitFor("the circuit_open transition", `#events li[data-event="circuit_open"]`)
 	waitFor("the enqueueing_disabled transition", `#events li[data-event="enqueueing_disabled"]`)
+	// The failures halved the concurrency limit down to one call.
+	waitFor("the concurrency_lowered transition", `#events li[data-event="concurrency_lowered"]`)
+	eventually(t, 5*time.Second, "the page to show the limit at 1 of 4", func() bool {
+		return text("#limit") == "1" && text("#ceiling") == "4" && text("#limit-mode") == "adaptive"
+	})
 	eventually(t, 5*time.Second, "the page to show the queue full at 10", func() bool {
 		return text("#queue-depth") == "10" && text("#queue-max") == "10" && text("#accepting") == "REJECTING (503)"
 	})
@@ -125,4 +130,5 @@ func TestDashboardShowsAnOutageInARealBrowser(t *testing.T) {
 	waitFor("the circuit closed again", `#circuit-state[data-state="closed"]`)
 	waitFor("the queue accepting again", `#accepting[data-accepting="true"]`)
 	waitFor("the enqueueing_enabled transition", `#events li[data-event="enqueueing_enabled"]`)
+	waitFor("the concurrency_raised transition", `#events li[data-event="concurrency_raised"]`)
 }

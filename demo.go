@@ -30,6 +30,7 @@ func demoConfig() config {
 		QueueMaxSize:      10,
 		QueueRecovery:     5,
 		Senders:           4,
+		ConcurrencyLimit:  "adaptive",
 		MaxAttempts:       2,
 		BreakerThreshold:  5,
 		BackoffInitial:    500 * time.Millisecond,
@@ -167,13 +168,13 @@ func runDemoPhases(ctx context.Context, cfg config, sim *Simulator, w *demoWatch
 		done    func() bool
 	}{
 		{ProfileHealthy, "messageapp is healthy: messages flow", func() bool { return w.outcome(OutcomeSent) >= 2*demoRate }},
-		{ProfileHang, "messageapp hangs: calls time out, the circuit opens, the queue fills and clients are told to back off", func() bool {
+		{ProfileHang, "messageapp hangs: calls time out, the concurrency limit halves, the circuit opens, the queue fills and clients are told to back off", func() bool {
 			return w.outcome(OutcomeTimeout) > 0 && w.count(circuitEvent(CircuitOpen)) > 0 && w.count(queueEvent(false)) > 0 && rejected() > 0
 		}},
 		{ProfileDown, "messageapp answers 500 at once: each probe fails fast and the open circuit keeps the rest back", func() bool {
 			return w.outcome(OutcomeMessageappError) > 0 && w.outcome(OutcomeBreakerOpen) > 0
 		}},
-		{ProfileHealthy, "messageapp recovers: a probe succeeds, the queue drains, enqueueing resumes", func() bool {
+		{ProfileHealthy, "messageapp recovers: a probe succeeds, the limit doubles back, the queue drains, enqueueing resumes", func() bool {
 			return w.count(circuitEvent(CircuitClosed)) > 0 && w.count(queueEvent(true)) > 0
 		}},
 	}
@@ -207,6 +208,9 @@ func demoChecklist(out io.Writer, cfg config, w *demoWatcher, m Counts, sent loa
 		{w.outcome(OutcomeBreakerOpen) > 0, fmt.Sprintf("messages refused by the open circuit, nothing sent (breaker_open: %d)", w.outcome(OutcomeBreakerOpen))},
 		{w.count(queueEvent(false)) > 0 && sent.Rejected[CodeQueueFull] > 0,
 			fmt.Sprintf("queue filled: enqueueing disabled %s, clients got %d × 503 queue_full", times(w.count(queueEvent(false))), sent.Rejected[CodeQueueFull])},
+		{w.count(limitEvent(false)) > 0 && w.count(limitEvent(true)) > 0,
+			fmt.Sprintf("concurrency limit lowered %s as calls failed, raised %s as they succeeded again (at most %d calls at once)",
+				times(w.count(limitEvent(false))), times(w.count(limitEvent(true))), cfg.Senders)},
 		{w.count(circuitEvent(CircuitClosed)) > 0, "circuit closed again after a successful probe"},
 		{w.count(queueEvent(true)) > 0, "enqueueing resumed " + times(w.count(queueEvent(true)))},
 		{m.Balanced() && m.Accepted > 0,
