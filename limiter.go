@@ -143,7 +143,7 @@ func (l *Limiter) Steering() (recent, baseline time.Duration) {
 // slot is a sender's hold on the limit, for one message, and the call it
 // is making, if any.
 type slot struct {
-	held    bool                   // one of the limit's slots (the half-open probe goes without)
+	held    bool                   // until released
 	calling bool                   // between begin and end
 	permit  adaptivelimiter.Permit // the law's sample of this call; nil without one
 }

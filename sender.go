@@ -305,41 +305,45 @@ func (p *Senders) run(ctx context.Context) {
 	}
 }
 
-// next waits until this sender may take a message: while the circuit is
-// closed, once it holds a slot of the concurrency limit (taken before the
-// message, so that waiting for room holds nothing back from the queue);
-// otherwise only once it holds the probe slot. It reports false when the
-// queue is drained or ctx is done.
+// next waits until this sender may take a message. It first takes a slot
+// of the concurrency limit, so that waiting for room holds nothing back
+// from the queue; then, while the circuit is closed, it takes a message,
+// and otherwise only once it also holds the probe slot. Every message out
+// of the queue is so held by a sender with a slot, probe included: the
+// senders that wait for a slot never race the one whose message the
+// opening circuit caught for the probe. next reports false when the queue
+// is drained or ctx is done.
 func (p *Senders) next(ctx context.Context) (d *Delivery, s slot, holdsProbe bool, ok bool) {
 	for {
 		state, changed := p.breaker.State()
-		if state == CircuitClosed {
-			s, lowered, err := p.limiter.acquire(ctx, changed, p.queue.Drained())
-			if err == nil {
-				if d, err = p.queue.Take(ctx, changed, lowered); err == nil {
-					return d, s, false, true
-				}
-				p.limiter.release(&s)
-			}
-			if !errors.Is(err, errInterrupted) {
-				return nil, slot{}, false, false
-			}
+		s, lowered, err := p.limiter.acquire(ctx, changed, p.queue.Drained())
+		if errors.Is(err, errInterrupted) {
 			continue
 		}
-		select {
-		case p.probe <- struct{}{}:
-			d, err := p.queue.Take(ctx, changed, nil)
-			if err == nil {
-				return d, slot{}, true, true
-			}
-			<-p.probe
-			if !errors.Is(err, errInterrupted) {
-				return nil, slot{}, false, false
-			}
-		case <-changed:
-		case <-p.queue.Drained():
+		if err != nil {
 			return nil, slot{}, false, false
-		case <-ctx.Done():
+		}
+		if state == CircuitClosed {
+			if d, err = p.queue.Take(ctx, changed, lowered); err == nil {
+				return d, s, false, true
+			}
+		} else {
+			select {
+			case p.probe <- struct{}{}:
+				if d, err = p.queue.Take(ctx, changed, lowered); err == nil {
+					return d, s, true, true
+				}
+				<-p.probe
+			case <-changed:
+				err = errInterrupted
+			case <-p.queue.Drained():
+				err = errQueueDrained
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		p.limiter.release(&s)
+		if !errors.Is(err, errInterrupted) {
 			return nil, slot{}, false, false
 		}
 	}
