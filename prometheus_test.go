@@ -120,8 +120,8 @@ func TestPrometheusScrapesAnOutage(t *testing.T) {
 			}
 		}
 	}
-	if healthy != 6 {
-		t.Errorf("alert rules evaluated ok by Prometheus: got %d, want 6 (%+v)", healthy, rules)
+	if healthy != 7 {
+		t.Errorf("alert rules evaluated ok by Prometheus: got %d, want 7 (%+v)", healthy, rules)
 	}
 }
 
