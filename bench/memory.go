@@ -91,7 +91,7 @@ func benchPerMessage(rep *report, dir, courierBin string, sizes []int) error {
 			fmt.Sprintf("MESSAGEAPP_URL=http://127.0.0.1:%d/message", closed), "MESSAGES_RETAINED=0",
 			"QUEUE_MAX_SIZE=" + strconv.Itoa(largest), "BREAKER_BACKOFF_INITIAL=10m", "BREAKER_BACKOFF_MAX=10m"}},
 		{"retained", "fast messageapp, every message sent and kept", []string{
-			"MESSAGEAPP_URL=" + sink.url, "MESSAGES_RETAINED=" + strconv.Itoa(largest), "QUEUE_MAX_SIZE=100000"}},
+			"MESSAGEAPP_URL=" + sink.url, "MESSAGES_RETAINED=" + strconv.Itoa(largest), "MESSAGES_RETAINED_BYTES=1024GiB", "QUEUE_MAX_SIZE=100000"}},
 	}
 	for _, k := range kinds {
 		rep.printf("  %s (%s):\n", k.name, k.what)
