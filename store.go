@@ -245,7 +245,13 @@ func (s *Store) Insert(d *Delivery) {
 	now := s.now().UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d.created, d.updated, d.status = now, now, statusIndex(StatusQueued)
+	d.created, d.updated = now, now
+	s.add(d)
+}
+
+// add records d as queued, newest, under its id and key. Callers hold mu.
+func (s *Store) add(d *Delivery) {
+	d.status = statusIndex(StatusQueued)
 	d.prev = s.newest
 	if s.newest != nil {
 		s.newest.next = d
@@ -461,20 +467,8 @@ func (s *Store) Restore(recs []spoolRecord) ([]*Delivery, error) {
 		d := newClientDelivery(r.Client, r.ID, r.Destination, r.Body, r.Key)
 		d.Attempts = uint16(r.Attempts)
 		d.storedAttempts = d.Attempts
-		d.created, d.updated, d.status = r.CreatedAt.UnixNano(), now, statusIndex(StatusQueued)
-		d.prev = s.newest
-		if s.newest != nil {
-			s.newest.next = d
-		} else {
-			s.oldest = d
-		}
-		s.newest = d
-		s.byID[d.ID()] = d
-		if d.keyLen > 0 {
-			s.byKey[clientKey{d.Client(), d.key()}] = d
-		}
-		s.counts.Accepted++
-		s.counts.Queued++
+		d.created, d.updated = r.CreatedAt.UnixNano(), now
+		s.add(d)
 		ds[i] = d
 	}
 	return ds, nil
