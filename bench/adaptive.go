@@ -3,8 +3,9 @@ package main
 // adaptive.go: the adaptive concurrency limit (CONCURRENCY_LIMIT=adaptive,
 // the default) against the fixed pool of SENDERS (CONCURRENCY_LIMIT=fixed),
 // the same binary in the same run: messages whose delivery is unknown
-// after a sudden hang, and delivered messages per second and server CPU
-// per delivered message with a healthy messageapp.
+// after a sudden hang, the overload scenario (overload.go), and delivered
+// messages per second and server CPU per delivered message with a healthy
+// messageapp.
 
 import (
 	"bytes"
@@ -16,9 +17,14 @@ import (
 	"time"
 )
 
-// benchAdaptive runs both scenarios; hold is how long each phase lasts.
-func benchAdaptive(rep *report, dir, courierBin string, hold time.Duration) error {
+// benchAdaptive runs the three goals of the adaptive limit: a sudden
+// hang and a healthy messageapp, whose phases last hold, and the overload
+// scenario, measured for overload.
+func benchAdaptive(rep *report, dir, courierBin string, hold, overload time.Duration) error {
 	if err := benchSuddenHang(rep, dir, courierBin, hold); err != nil {
+		return err
+	}
+	if err := benchOverload(rep, dir, courierBin, overload); err != nil {
 		return err
 	}
 	return benchHealthyLimit(rep, dir, courierBin, hold)
