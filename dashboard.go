@@ -6,11 +6,13 @@ package main
 // that stream as live charts.
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +22,45 @@ import (
 
 //go:embed dashboard.html
 var dashboardHTML []byte
+
+// dashboardPage is dashboard.html with its rows of message counts, one per
+// group of statuses, drawn from statusRules.
+var dashboardPage = bytes.Replace(dashboardHTML, []byte(statusRowsMark), []byte(statusRows()), 1)
+
+// statusRowsMark is the line of dashboard.html that statusRows replaces.
+const statusRowsMark = "      <!-- status rows: one per status group, drawn from statusRules (dashboard.go) -->\n"
+
+// statusRows are the dashboard's count rows of the statuses: those not
+// final in one row, each final status whose delivery is known in its own,
+// and those whose delivery is unknown in one. Each count is in an element
+// with id c-<status>, which the page fills from /status's messages.
+func statusRows() string {
+	var b strings.Builder
+	row := func(label string, rules []statusRule) {
+		texts, cells := make([]string, len(rules)), make([]string, len(rules))
+		for i, r := range rules {
+			texts[i], cells[i] = r.text, fmt.Sprintf(`<span id="c-%s">0</span>`, r.status)
+		}
+		fmt.Fprintf(&b, "      <tr><td>%s%s</td><td>%s</td></tr>\n", label, strings.Join(texts, " · "), strings.Join(cells, " · "))
+	}
+	var pending, unknown []statusRule
+	for _, r := range statusRules {
+		switch {
+		case !r.final:
+			pending = append(pending, r)
+		case r.unknown:
+			unknown = append(unknown, r)
+		}
+	}
+	row("", pending)
+	for _, r := range statusRules {
+		if r.final && !r.unknown {
+			row("", []statusRule{r})
+		}
+	}
+	row("delivery unknown: ", unknown)
+	return b.String()
+}
 
 // Hub keeps the recent history and fans it out to every /events stream.
 type Hub struct {
@@ -256,6 +297,6 @@ func (s *service) handleDashboard() httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
-		_, _ = w.Write(dashboardHTML)
+		_, _ = w.Write(dashboardPage)
 	}
 }

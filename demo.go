@@ -201,8 +201,8 @@ func demoChecklist(out io.Writer, cfg config, w *demoWatcher, m Counts, sent loa
 		text string
 	}{
 		{m.Sent > 0, fmt.Sprintf("messages delivered (sent: %d)", m.Sent)},
-		{m.Timeout > 0, fmt.Sprintf("calls abandoned at the %s deadline, never sent again: delivery unknown (timeout: %d, and connection_lost: %d)",
-			cfg.MessageappTimeout, m.Timeout, m.ConnectionLost)},
+		{m.Timeout > 0, fmt.Sprintf("calls abandoned at the %s deadline, never sent again: delivery unknown (%s)",
+			cfg.MessageappTimeout, m.unknownDelivery())},
 		{w.outcome(OutcomeMessageappError) > 0, fmt.Sprintf("messageapp answered errors, retried after a backoff (messageapp_error: %d)", w.outcome(OutcomeMessageappError))},
 		{w.count(circuitEvent(CircuitOpen)) > 0, "circuit opened " + times(w.count(circuitEvent(CircuitOpen)))},
 		{w.outcome(OutcomeBreakerOpen) > 0, fmt.Sprintf("messages refused by the open circuit, nothing sent (breaker_open: %d)", w.outcome(OutcomeBreakerOpen))},
@@ -213,9 +213,7 @@ func demoChecklist(out io.Writer, cfg config, w *demoWatcher, m Counts, sent loa
 				times(w.count(limitEvent(false))), times(w.count(limitEvent(true))), cfg.Senders)},
 		{w.count(circuitEvent(CircuitClosed)) > 0, "circuit closed again after a successful probe"},
 		{w.count(queueEvent(true)) > 0, "enqueueing resumed " + times(w.count(queueEvent(true)))},
-		{m.Balanced() && m.Accepted > 0,
-			fmt.Sprintf("nothing lost: accepted %d = queued %d + sending %d + sent %d + failed %d + timeout %d + connection_lost %d",
-				m.Accepted, m.Queued, m.Sending, m.Sent, m.Failed, m.Timeout, m.ConnectionLost)},
+		{m.Balanced() && m.Accepted > 0, "nothing lost: " + m.Balance()},
 	}
 	fmt.Fprintln(out, "\nphases observed:")
 	all := true

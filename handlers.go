@@ -409,8 +409,8 @@ func (s *service) handleListMessages() clientHandle {
 		status := Status(q.Get("status"))
 		if status != "" && !validStatus(status) {
 			s.writeProblem(w, CodeInvalidRequest,
-				fmt.Sprintf("status %q must be one of queued, sending, sent, failed, timeout, connection_lost", status),
-				&problem{Errors: []fieldProblem{{Field: "status", Detail: "must be one of queued, sending, sent, failed, timeout, connection_lost"}}})
+				fmt.Sprintf("status %q must be one of %s", status, statusNames()),
+				&problem{Errors: []fieldProblem{{Field: "status", Detail: "must be one of " + statusNames()}}})
 			return
 		}
 		messages := s.store.List(client, limit, status)

@@ -441,10 +441,13 @@ func (in *instance) shutdown(hurry <-chan struct{}) error {
 		}
 	}
 	counts := svc.store.Counts()
-	log.Info().Str("event", "stopped").Int("undelivered", len(undelivered)).Int("spooled", spooled).Int64("accepted", counts.Accepted).
-		Int64("sent", counts.Sent).Int64("failed", counts.Failed).Int64("timeout", counts.Timeout).
-		Int64("connection_lost", counts.ConnectionLost).
-		Msg("courier stopped")
+	stopped := log.Info().Str("event", "stopped").Int("undelivered", len(undelivered)).Int("spooled", spooled).Int64("accepted", counts.Accepted)
+	for _, r := range statusRules {
+		if r.final {
+			stopped = stopped.Int64(string(r.status), counts.Of(r.status))
+		}
+	}
+	stopped.Msg("courier stopped")
 	return err
 }
 

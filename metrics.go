@@ -241,12 +241,13 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSteering, st.Concurrency.LatencyMS/1000, "recent")
 	gauge(descSteering, st.Concurrency.BaselineMS/1000, "baseline")
 	counter(descAccepted, st.Messages.Accepted)
-	counter(descFinished, st.Messages.Sent, string(StatusSent))
-	counter(descFinished, st.Messages.Failed, string(StatusFailed))
-	counter(descFinished, st.Messages.Timeout, string(StatusTimeout))
-	counter(descFinished, st.Messages.ConnectionLost, string(StatusConnectionLost))
-	gauge(descPending, float64(st.Messages.Queued), string(StatusQueued))
-	gauge(descPending, float64(st.Messages.Sending), string(StatusSending))
+	for _, r := range statusRules {
+		if n := st.Messages.Of(r.status); r.final {
+			counter(descFinished, n, string(r.status))
+		} else {
+			gauge(descPending, float64(n), string(r.status))
+		}
+	}
 }
 
 func boolFloat(b bool) float64 {

@@ -2,8 +2,8 @@ package main
 
 // store.go keeps what courier knows about each message and the counters
 // /status reports. Every change to a message and its counter happens under
-// one lock, so accepted == queued + sending + sent + failed + timeout +
-// connection_lost holds in every snapshot.
+// one lock, so accepted == the sum of the counters of every status
+// (statusRules) holds in every snapshot.
 //
 // A message costs one Delivery (the record, 80 bytes), one allocation for
 // its text (id, destination, body, key and client end to end) and one slot in the
@@ -18,44 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 )
-
-// Status is where a message is in its life.
-type Status string
-
-// Message statuses; sent, failed and timeout are final.
-const (
-	StatusQueued  Status = "queued"
-	StatusSending Status = "sending"
-	StatusSent    Status = "sent"
-	StatusFailed  Status = "failed"
-	StatusTimeout Status = "timeout"
-	// StatusConnectionLost: the connection broke after the request went
-	// out, before an answer; like timeout, delivery is unknown.
-	StatusConnectionLost Status = "connection_lost"
-)
-
-// statuses numbers the statuses for the record, which keeps one byte.
-var statuses = [...]Status{StatusQueued, StatusSending, StatusSent, StatusFailed, StatusTimeout, StatusConnectionLost}
-
-// statusIndex is s's place in statuses.
-func statusIndex(s Status) uint8 {
-	for i, st := range statuses {
-		if st == s {
-			return uint8(i)
-		}
-	}
-	panic("unknown status " + string(s))
-}
-
-// Final reports whether no further attempt will be made.
-func (s Status) Final() bool {
-	return s == StatusSent || s == StatusFailed || s == StatusTimeout || s == StatusConnectionLost
-}
-
-// validStatus reports whether s names a status, for the ?status= filter.
-func validStatus(s Status) bool {
-	return s == StatusQueued || s == StatusSending || s.Final()
-}
 
 // Message is the record of one accepted message as GET returns it.
 type Message struct {
@@ -162,25 +124,6 @@ func (d *Delivery) message() Message {
 	return Message{ID: d.ID(), Destination: d.Destination(), Body: d.Body(), Status: statuses[d.status],
 		Attempts: int(d.storedAttempts), CreatedAt: time.Unix(0, d.created), UpdatedAt: time.Unix(0, d.updated),
 		LastError: d.lastErr}
-}
-
-// Counts are totals since start; see the store's invariant.
-type Counts struct {
-	Accepted int64 `json:"accepted"`
-	Rejected int64 `json:"rejected"`
-	Queued   int64 `json:"queued"`
-	Sending  int64 `json:"sending"`
-	Sent     int64 `json:"sent"`
-	Failed   int64 `json:"failed"`
-	Timeout  int64 `json:"timeout"`
-	// ConnectionLost counts the messages whose connection broke after
-	// the request went out: delivery unknown, like Timeout.
-	ConnectionLost int64 `json:"connection_lost"`
-}
-
-// Balanced reports whether every accepted message is accounted for.
-func (c Counts) Balanced() bool {
-	return c.Accepted == c.Queued+c.Sending+c.Sent+c.Failed+c.Timeout+c.ConnectionLost
 }
 
 // Store holds messages by id, newest last, keeping at most retained
@@ -375,21 +318,9 @@ func (s *Store) unlink(d *Delivery) {
 	d.prev, d.next, d.nextFinished = nil, nil, nil
 }
 
+// count adds d to the counter of status st. Callers hold mu.
 func (s *Store) count(st Status, d int64) {
-	switch st {
-	case StatusQueued:
-		s.counts.Queued += d
-	case StatusSending:
-		s.counts.Sending += d
-	case StatusSent:
-		s.counts.Sent += d
-	case StatusFailed:
-		s.counts.Failed += d
-	case StatusTimeout:
-		s.counts.Timeout += d
-	case StatusConnectionLost:
-		s.counts.ConnectionLost += d
-	}
+	*st.rule().count(&s.counts) += d
 }
 
 // Get returns a copy of client's message with id: another client's is
