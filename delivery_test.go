@@ -342,6 +342,16 @@ func TestARetryWaitsAtLeastWhatRetryAfterAsks(t *testing.T) {
 			t.Errorf("gap before attempt %d: got %s, want at least 2s (Retry-After: 2)", i+1, gap)
 		}
 	}
+	lines := s.logs.entries(map[string]any{"id": id, "component": "sender"})
+	for i, l := range lines {
+		want := any(float64(2000))
+		if i == len(lines)-1 {
+			want = nil // sent: no next attempt
+		}
+		if l["retry_in_ms"] != want {
+			t.Errorf("attempt %d's line: retry_in_ms %v, want %v", i+1, l["retry_in_ms"], want)
+		}
+	}
 }
 
 func TestRetriesBackOffWithJitterAndEachWaitIsLonger(t *testing.T) {

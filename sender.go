@@ -361,7 +361,7 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool, s *
 		if ready, holdsProbe = p.awaitTurn(ctx, d, holdsProbe, wasOpen); !ready {
 			return holdsProbe
 		}
-		outcome, lastErr := p.attempt(ctx, d, s)
+		outcome, lastErr, retryIn := p.attempt(ctx, d, s)
 		if outcome == "" {
 			// Aborted by shutdown before its request went out (one that
 			// went out is a timeout): stays sending, to be spooled or
@@ -375,7 +375,7 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool, s *
 		case rule.waits: // awaitTurn keeps it until the circuit lets it go
 		case rule.retryable && int(d.Attempts) < p.maxAttempts:
 			var later bool
-			if later, holdsProbe = p.retryLater(ctx, d, lastErr, holdsProbe, s); later {
+			if later, holdsProbe = p.retryLater(ctx, d, lastErr, retryIn, holdsProbe, s); later {
 				return holdsProbe
 			}
 			p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
@@ -387,15 +387,15 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool, s *
 }
 
 // retryLater makes d, whose attempt failed with lastErr, wait for its next
-// attempt (the backoff, or messageapp's Retry-After) without holding a
-// call slot. Normally the queue keeps it meanwhile and later reports true:
+// attempt for wait (the backoff, or messageapp's Retry-After) without
+// holding a call slot. Normally the queue keeps it meanwhile and later reports true:
 // d is no longer this sender's. When the queue has no room (it is full,
 // or closed by shutdown), this sender keeps d, gives back its slot of the
 // limit and the probe slot, waits, looking for room now and then, and
 // reports false once d is due and the sender holds a slot again; or true
 // if ctx ended first, d staying queued.
-func (p *Senders) retryLater(ctx context.Context, d *Delivery, lastErr *AttemptError, holdsProbe bool, s *slot) (later, probeHeld bool) {
-	due := time.Now().Add(p.retry.delay(int(d.Attempts), lastErr.retryAfter))
+func (p *Senders) retryLater(ctx context.Context, d *Delivery, lastErr *AttemptError, wait time.Duration, holdsProbe bool, s *slot) (later, probeHeld bool) {
+	due := time.Now().Add(wait)
 	waiting := func() { p.store.Move(d.ID(), StatusQueued, int(d.Attempts), lastErr) }
 	if p.queue.Delay(d, due, waiting) {
 		return true, holdsProbe
@@ -562,9 +562,10 @@ func waitFor(ctx context.Context, d time.Duration, changed <-chan struct{}) (boo
 }
 
 // attempt makes one call through the breaker, counted by the concurrency
-// limit in s, and logs its outcome. It returns an empty outcome when
-// shutdown cut the call short.
-func (p *Senders) attempt(ctx context.Context, d *Delivery, s *slot) (Outcome, *AttemptError) {
+// limit in s, and logs its outcome, with how long until the next attempt
+// when there is one (retry_in_ms), which it also returns. It returns an
+// empty outcome when shutdown cut the call short.
+func (p *Senders) attempt(ctx context.Context, d *Delivery, s *slot) (Outcome, *AttemptError, time.Duration) {
 	start := time.Now()
 	err := p.breaker.Call(ctx, func(ctx context.Context) error {
 		if ctx.Err() != nil {
@@ -586,7 +587,7 @@ func (p *Senders) attempt(ctx context.Context, d *Delivery, s *slot) (Outcome, *
 	case errors.Is(err, ErrCircuitOpen):
 		// The circuit refused at the last moment: no call was made.
 		p.kept(d, keptForProbe, p.breaker.OpenLeft())
-		return OutcomeBreakerOpen, nil
+		return OutcomeBreakerOpen, nil, 0
 	case err == nil || errors.As(err, &ae):
 		outcome := OutcomeSent
 		if ae != nil {
@@ -601,11 +602,16 @@ func (p *Senders) attempt(ctx context.Context, d *Delivery, s *slot) (Outcome, *
 		if ae != nil && ae.Status != 0 {
 			ev = ev.Int("status", ae.Status)
 		}
+		var retryIn time.Duration
+		if attemptRule(outcome, ae).retryable && int(d.Attempts) < p.maxAttempts {
+			retryIn = p.retry.delay(int(d.Attempts), ae.retryAfter)
+			ev = ev.Int64("retry_in_ms", retryIn.Milliseconds())
+		}
 		ev.Msg(p.texts[outcome])
-		return outcome, ae
+		return outcome, ae, retryIn
 	default:
 		p.log.Warn().Str("id", d.ID()).Int("attempt", int(d.Attempts)).Err(err).
 			Int64("duration_ms", elapsed.Milliseconds()).Msg("attempt cut short by shutdown")
-		return "", nil
+		return "", nil, 0
 	}
 }
