@@ -55,12 +55,27 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("courier demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the simulator")
+	without := fs.String("without", "", "breaker, timeout or backpressure: run one overload episode twice, with courier's patterns on and with that one off, side by side")
+	limit := fs.String("concurrency", "fixed", "with -without: CONCURRENCY_LIMIT of both runs, fixed or adaptive (the adaptive limit backs off on its own)")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return exitOK // -h: the flags were printed
 	} else if err != nil {
 		return exitUsage
 	}
-	ok, err := demo(ctx, *seed, stdout)
+	run := func() (bool, error) { return demo(ctx, *seed, stdout) }
+	if *without != "" {
+		p, err := findPattern(*without)
+		if err != nil {
+			fmt.Fprintf(stderr, "courier demo: %v\n", err)
+			return exitUsage
+		}
+		if *limit != "fixed" && *limit != "adaptive" {
+			fmt.Fprintf(stderr, "courier demo: -concurrency %q: want fixed or adaptive\n", *limit)
+			return exitUsage
+		}
+		run = func() (bool, error) { return runComparison(ctx, p, *limit, demoScenario, *seed, stdout) }
+	}
+	ok, err := run()
 	if err != nil {
 		fmt.Fprintf(stderr, "courier demo: %v\n", err)
 		return exitFailed

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDemoObservesEveryPhase(t *testing.T) {
@@ -31,4 +32,49 @@ func TestDemoObservesEveryPhase(t *testing.T) {
 		}
 	}
 	t.Logf("demo output:\n%s", out.String())
+}
+
+// shortScenario is the overload episode the tests run: a few seconds, so
+// each comparison takes about twenty.
+var shortScenario = comparisonScenario{Rate: 50, Calm: time.Second, EpisodeMin: 2500 * time.Millisecond,
+	EpisodeMax: 2500 * time.Millisecond, After: 3 * time.Second, Drain: 5 * time.Second}
+
+func TestDemoWithoutEachPatternShowsWhatItIsFor(t *testing.T) {
+	for _, p := range withoutPatterns {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			ok, err := runComparison(context.Background(), p, "fixed", shortScenario, 1, &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok || !strings.Contains(out.String(), "✓") {
+				t.Errorf("-without %s: the comparison does not show what the %s is for:\n%s", p.name, p.name, out.String())
+			}
+			for _, want := range []string{p.name + " on", p.name + " off", "calls into messageapp while degraded", "delivery unknown", "client 503s", "oldest message at delivery", "peak live heap"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("the comparison lacks %q:\n%s", want, out.String())
+				}
+			}
+			t.Logf("courier demo -without %s, short episode:\n%s", p.name, out.String())
+		})
+	}
+}
+
+func TestDemoWithoutFailsWhenTheRunsShowNoDifference(t *testing.T) {
+	same := comparisonRun{cfg: demoComparisonConfig("fixed"), peakBacklog: 50, peakQueue: 10, longestAttempt: time.Second,
+		phases: [3]phaseTally{{}, {callsIn: 100, rejected: 5, ages: []time.Duration{time.Second}}, {}}}
+	for _, p := range withoutPatterns {
+		if ok, why := p.shows(same, same); ok {
+			t.Errorf("-without %s: two equal runs pass (%s), want exit 1", p.name, why)
+		}
+	}
+}
+
+func TestDemoWithoutRefusesAnUnknownPattern(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := runDemo(context.Background(), []string{"-without", "retries"}, &out, &errOut); code != exitUsage ||
+		!strings.Contains(errOut.String(), "breaker, timeout, backpressure") {
+		t.Errorf("got exit %d and %q, want 2 naming the patterns", code, errOut.String())
+	}
 }
