@@ -155,6 +155,11 @@ func TestSecondSignalStopsTheDrainAtOnceAndStillListsUndelivered(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	select { // the first is in messageapp before the signals
+	case <-app.arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no call reached messageapp")
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	p.waitLine(t, "shutting_down")
 	start := time.Now()

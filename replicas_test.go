@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -528,4 +530,79 @@ func TestReplicasScriptSaysWhatFailedAndWhy(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestReplicasScriptStopsDrainingOnASecondSignal(t *testing.T) {
+	haproxyPath(t)
+	if testing.Short() {
+		t.Skip("builds courier")
+	}
+	listen := "127.0.0.1:" + freePort(t)
+	replicaPorts := []string{freePort(t), freePort(t), freePort(t)}
+	cmd := exec.Command("bash", "scripts/replicas.sh")
+	cmd.Env = append(os.Environ(), "MESSAGEAPP_PORT="+freePort(t), "LISTEN="+listen,
+		"REPLICA_PORTS="+strings.Join(replicaPorts, " "), "SPOOL_DIR="+t.TempDir(),
+		// A messageapp that hangs and outlives the script: the drains would
+		// take a minute.
+		"MESSAGEAPP_URL="+newFakeMessageapp(t, modeHang).URL(), "MESSAGEAPP_TIMEOUT=1m", "SHUTDOWN_TIMEOUT=1m")
+	// Its output through a pipe that Wait closes at most a second after
+	// the script exits, even if a child it left behind still holds it.
+	out, outW := io.Pipe()
+	var stderr logBuffer
+	cmd.Stdout, cmd.Stderr, cmd.WaitDelay = outW, &stderr, time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1000)
+	exited := make(chan error, 1)
+	go func() {
+		exited <- cmd.Wait()
+		outW.Close()
+	}()
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // nobody reads any more
+			}
+		}
+		close(lines)
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Process.Signal(syscall.SIGTERM) })
+	waitFor := func(prefix string) {
+		t.Helper()
+		for l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				return
+			}
+		}
+		t.Fatalf("replicas.sh ended before %q; stderr %q", prefix, stderr.String())
+	}
+	waitFor("balancer:")
+	client := &http.Client{Timeout: 5 * time.Second}
+	for i := range 3 { // each hangs in messageapp
+		resp, err := client.Post("http://"+listen+"/messages", "application/json", strings.NewReader(`{"destination":"d","body":"`+strconv.Itoa(i)+`"}`))
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST through the balancer: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waitFor("stopping everything")
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("replicas.sh still draining 30s after the second signal (SHUTDOWN_TIMEOUT is 1m)")
+	}
+	// The script waited for them: no replica is left draining behind it.
+	for i, port := range replicaPorts {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+			c.Close()
+			t.Errorf("replica c%d still listens on %s after replicas.sh exited", i+1, port)
+		}
+	}
+	t.Logf("stopped %s after the second signal", time.Since(start))
 }

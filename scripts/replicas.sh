@@ -54,17 +54,32 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/courier-replicas.XXXXXX")
 go build -o "$dir/courier" .
 
 # Each child gets its own session, so Ctrl-C reaches only this script,
-# which then sends every child one SIGTERM. names[pid] and logs[pid] say
-# which child a pid is and where its output goes.
+# which sends every child a SIGTERM: the replicas drain; Ctrl-C again, a
+# second SIGTERM, and they stop draining at once, as courier does on a
+# second signal. names[pid] and logs[pid] say which child a pid is and
+# where its output goes.
 pids=()
 declare -A names logs
-stop() {
-  trap - INT TERM EXIT
-  echo "stopping everything (the replicas drain their queues first, up to SHUTDOWN_TIMEOUT); logs in $dir"
+stopping=""
+signalled() {
+  if [ -z "$stopping" ]; then
+    echo "stopping everything (the replicas drain their queues first, up to SHUTDOWN_TIMEOUT; Ctrl-C again to cut it short); logs in $dir"
+  else
+    echo "asked again: the replicas stop draining now"
+  fi
+  stopping=yes
   kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+# reap waits until every child is gone. A trapped signal interrupts wait
+# (and is handled, outside any trap): then it waits again.
+reap() {
+  local pid
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do wait "$pid" 2>/dev/null || true; done
+  done
+}
+trap signalled INT TERM
+trap 'kill -TERM "${pids[@]}" 2>/dev/null || true; reap' EXIT
 
 # start runs a child in its own session, its output in log (- for this
 # terminal): start name log command...
@@ -102,6 +117,7 @@ died() {
 # up waits until something listens on port, or until a child dies.
 up() {
   for _ in $(seq 100); do
+    if [ -n "$stopping" ]; then exit 130; fi
     if died; then exit 1; fi
     if listening "$1"; then return 0; fi
     sleep 0.1
@@ -135,4 +151,7 @@ spools:    $spool/c1, c2, c3
 EOF
 # Until Ctrl-C, or until one of them exits: then say which, and why.
 wait -n "${pids[@]}" || true
-died || true
+if [ -z "$stopping" ] && died; then
+  signalled
+fi
+reap
