@@ -590,6 +590,17 @@ func TestReplicasScriptStopsDrainingOnASecondSignal(t *testing.T) {
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	waitFor("stopping everything")
+	// Each replica has its first SIGTERM (two pending at once would be one).
+	for i, port := range replicaPorts {
+		eventually(t, 10*time.Second, fmt.Sprintf("replica c%d to be draining", i+1), func() bool {
+			resp, err := client.Get("http://127.0.0.1:" + port + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusServiceUnavailable
+		})
+	}
 	start := time.Now()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
