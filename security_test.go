@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -235,5 +237,41 @@ func TestHealthcheckSubcommandAsksHealthzOnPORT(t *testing.T) {
 	errOut.Reset()
 	if code := runHealthcheck(context.Background(), nil, func(k string) string { return map[string]string{"PORT": closed}[k] }, &errOut); code != exitFailed || errOut.Len() == 0 {
 		t.Errorf("against nothing: got exit %d (%q), want 1 saying why", code, errOut.String())
+	}
+}
+
+func TestOperatorsRoutesCarryNoMessageContent(t *testing.T) {
+	s := startService(t, baseEnv(newFakeMessageapp(t, modeOK).URL()))
+	const dest, body, key = "+34699999999", "the-private-text", "the-private-key"
+	b, _ := json.Marshal(map[string]string{"destination": dest, "body": body})
+	r := s.doWith(http.MethodPost, "/messages", string(b), http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {key}})
+	id, _ := r.body["id"].(string)
+	s.waitStatus(id, StatusSent)
+	secrets := []string{id, dest, body, key}
+	for _, path := range []string{"/status", "/metrics", "/", "/openapi.yaml", "/healthz", "/readyz"} {
+		got := s.get(path)
+		for _, secret := range secrets {
+			if strings.Contains(got, secret) {
+				t.Errorf("GET %s shows %q", path, secret)
+			}
+		}
+	}
+	resp, err := http.Get(s.url + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// The first event is the history: every snapshot and transition so far.
+	var history string
+	rd := bufio.NewReader(resp.Body)
+	for !strings.HasPrefix(history, "data: ") {
+		if history, err = rd.ReadString('\n'); err != nil {
+			t.Fatalf("reading /events: %v", err)
+		}
+	}
+	for _, secret := range secrets {
+		if strings.Contains(history, secret) {
+			t.Errorf("/events' history shows %q", secret)
+		}
 	}
 }
