@@ -2,8 +2,7 @@ package main
 
 // body.go reads POST /messages bodies: the usual one straight from its
 // bytes, any other through encoding/json member by member, with a clear
-// sentence for what is wrong. Its plain-string helpers also write the JSON
-// courier builds by hand (the 202, messageapp's request).
+// sentence for what is wrong.
 
 import (
 	"bytes"
@@ -17,6 +16,15 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 )
+
+// maxBodyBytes is the largest POST /messages body courier reads.
+const maxBodyBytes = 64 << 10
+
+// postMessageRequest is the body of POST /messages.
+type postMessageRequest struct {
+	Destination string
+	Body        string
+}
 
 // decodePostMessage reads the whole body, at most maxBodyBytes of it (a
 // larger body is a *http.MaxBytesError whatever it holds), then one JSON
@@ -335,19 +343,4 @@ func plainJSONString(b []byte, i int) (start, end int, ok bool) {
 		}
 	}
 	return 0, 0, false
-}
-
-// appendPlainJSONString appends s to dst as a JSON string, as encoding/json
-// would write it, when s is printable ASCII that needs no escaping (no
-// quote, backslash, or the <, > and & that encoding/json escapes for HTML);
-// otherwise it reports false and dst is not to be used.
-func appendPlainJSONString(dst []byte, s string) ([]byte, bool) {
-	for i := range len(s) {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return dst, false
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"'), true
 }

@@ -63,6 +63,19 @@ type config struct {
 	tuning    limiterTuning // how the adaptive limit samples latency; zero means defaultLimiterTuning
 }
 
+// serverLimits are the HTTP server's timeouts and header limit.
+type serverLimits struct {
+	ReadHeader, Read, Write, Idle time.Duration
+	MaxHeaderBytes                int
+}
+
+// defaultServerLimits keep slow or idle clients from holding connections
+// for ever: a header has 5 s to arrive and may be 32 KiB, a whole request
+// (at most 64 KiB of body) 10 s, an answer 10 s to be written, and an idle
+// keep-alive connection lives 60 s.
+var defaultServerLimits = serverLimits{ReadHeader: 5 * time.Second, Read: 10 * time.Second,
+	Write: 10 * time.Second, Idle: 60 * time.Second, MaxHeaderBytes: 32 << 10}
+
 // configError says which variable is wrong, what it held and what would do.
 // Default says the value was not set but came from the default, which a
 // user who never wrote the variable needs to be told.

@@ -18,7 +18,7 @@ import (
 // checked with the core.
 var rings = map[string]string{
 	"queue.go": "core", "breaker.go": "core", "sender.go": "core", "store.go": "core",
-	"handlers.go": "core", "config.go": "core", "observer.go": "core", "outcome.go": "core", "status.go": "core", "problem.go": "core", "body.go": "core", "sizing.go": "core", "ids.go": "core", "auth.go": "core", "limiter.go": "core", "spool.go": "core", "connections.go": "core",
+	"handlers.go": "core", "config.go": "core", "observer.go": "core", "outcome.go": "core", "status.go": "core", "snapshot.go": "core", "plainjson.go": "core", "problem.go": "core", "body.go": "core", "sizing.go": "core", "ids.go": "core", "auth.go": "core", "limiter.go": "core", "spool.go": "core", "connections.go": "core",
 	"conn.go": "core", "conn_unix.go": "core", "conn_other.go": "core", "backoff.go": "core",
 	"metrics.go": "observability", "dashboard.go": "observability",
 	"simulator.go": "lab", "overload.go": "lab", "comparison.go": "lab", "load.go": "lab", "demo.go": "lab", "healthcheck.go": "lab",

@@ -474,19 +474,6 @@ func (in *instance) drain(hurry <-chan struct{}) (hurried bool) {
 	return hurried
 }
 
-// serverLimits are the HTTP server's timeouts and header limit.
-type serverLimits struct {
-	ReadHeader, Read, Write, Idle time.Duration
-	MaxHeaderBytes                int
-}
-
-// defaultServerLimits keep slow or idle clients from holding connections
-// for ever: a header has 5 s to arrive and may be 32 KiB, a whole request
-// (at most 64 KiB of body) 10 s, an answer 10 s to be written, and an idle
-// keep-alive connection lives 60 s.
-var defaultServerLimits = serverLimits{ReadHeader: 5 * time.Second, Read: 10 * time.Second,
-	Write: 10 * time.Second, Idle: 60 * time.Second, MaxHeaderBytes: 32 << 10}
-
 // newService builds courier's store, queue, breaker, metrics and event
 // hub. Metrics and the hub read state through s.snapshot and hear
 // transitions and attempts as observers.
