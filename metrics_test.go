@@ -72,6 +72,17 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 		`courier_messages_pending{status="queued"}`:                                 float64(st.Messages.Queued),
 		`courier_attempt_duration_seconds_bucket{le="0.2"}`:                         got[`courier_attempt_duration_seconds_count`],
 		`courier_http_request_duration_seconds_count{code="202",route="/messages"}`: float64(st.Messages.Accepted),
+		// The failures halved the limit down to one call; the open
+		// circuit (10m) makes no further call to change it.
+		`courier_concurrency_limit`:                                       1,
+		`courier_concurrency_ceiling`:                                     4,
+		`courier_concurrency_limit_transitions_total{direction="raised"}`: 0,
+	}
+	if got[`courier_concurrency_limit_transitions_total{direction="lowered"}`] < 1 {
+		t.Errorf("limit lowered: got %v transitions, want at least 1", got[`courier_concurrency_limit_transitions_total{direction="lowered"}`])
+	}
+	if st.Concurrency.Limit != 1 {
+		t.Errorf("/status concurrency limit: got %d, want 1, as /metrics", st.Concurrency.Limit)
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
