@@ -248,15 +248,33 @@ func startService(t *testing.T, env map[string]string) *testCourier {
 }
 
 // startServiceLogging is startService with the log going to logs. Unless
-// env sets PORT, courier gets a free port; it is up once /healthz answers.
+// env sets PORT, courier gets a free port, and another one if something
+// else took that port between freePort and courier's listen (other tests'
+// servers and clients draw from the same ephemeral range); it is up once
+// /healthz answers.
 func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *testCourier {
 	t.Helper()
-	if env["PORT"] == "" || env["PORT"] == "0" {
-		env = maps.Clone(env)
-		env["PORT"] = freePort(t)
+	pick := env["PORT"] == "" || env["PORT"] == "0"
+	for try := 1; ; try++ {
+		if pick {
+			env = maps.Clone(env)
+			env["PORT"] = freePort(t)
+		}
+		s, taken := launchService(t, env, logs, pick && try < 5)
+		if !taken {
+			return s
+		}
+		s.stop()
 	}
+}
+
+// launchService runs courier with env and waits until it answers /healthz.
+// When portMayBeTaken, a port already in use is not a failure: taken
+// reports it, and courier has exited.
+func launchService(t *testing.T, env map[string]string, logs *logBuffer, portMayBeTaken bool) (s *testCourier, taken bool) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &testCourier{t: t, url: "http://127.0.0.1:" + env["PORT"], logs: logs, stderr: &logBuffer{}, cancel: cancel,
+	s = &testCourier{t: t, url: "http://127.0.0.1:" + env["PORT"], logs: logs, stderr: &logBuffer{}, cancel: cancel,
 		exit: make(chan int, 1), client: contractClient(t)}
 	go func() {
 		s.exit <- run(ctx, []string{"courier"}, func(k string) string { return env[k] }, s.logs, s.stderr)
@@ -267,6 +285,10 @@ func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *
 	})
 	eventually(t, 5*time.Second, "courier to answer /healthz", func() bool {
 		if msg := s.stderr.String(); msg != "" {
+			if portMayBeTaken && strings.Contains(msg, "address already in use") {
+				taken = true
+				return true
+			}
 			t.Fatalf("courier refused to start: %s", msg)
 		}
 		select {
@@ -282,7 +304,7 @@ func startServiceLogging(t *testing.T, env map[string]string, logs *logBuffer) *
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return s
+	return s, taken
 }
 
 // startStuckCourier starts courier with one sender whose call to a hanging
