@@ -40,18 +40,23 @@ func timedPost(t *testing.T, url string, deadline time.Duration) (int, time.Dura
 }
 
 func TestOverloadLatencyGrowsWithLoadAndFallsBackWhenItStops(t *testing.T) {
-	// Two workers, 20-60 ms a call, no episodes: what a call waits is
+	// One worker, 20-60 ms a call, no episodes: what a call waits is
 	// the work of the calls ahead of it, whether their clients still
-	// wait or not.
-	o := overloadConfig{Capacity: 2, Latency: 40 * time.Millisecond, GiveUp: time.Minute}
+	// wait or not. One worker, so that the wait behind the backlog (at
+	// least 20 ms a call ahead) stands well clear of a lone call's
+	// latency with the slack a loaded machine running -race needs.
+	o := overloadConfig{Capacity: 1, Latency: 40 * time.Millisecond, GiveUp: time.Minute}
 	sim, base := startOverloadSimulator(t, o, nodeKeepAlive)
-	const slack = 150 * time.Millisecond // scheduling on a busy machine
+	const slack = 300 * time.Millisecond // scheduling on a busy machine
 
 	if status, took := timedPost(t, base+"/message", 5*time.Second); status != 200 || took > 60*time.Millisecond+slack {
 		t.Fatalf("alone: got %d after %s, want 200 within the base latency (60ms + %s)", status, took, slack)
 	}
 
 	// 40 clients call at once, and hang up once messageapp has them all.
+	// The worker answers a few of them while the rest are still arriving
+	// (more the busier the machine): those are not abandoned, and what
+	// follows counts only the calls still inside at the hang-up.
 	const clients = 40
 	ctx, hangUp := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -60,7 +65,6 @@ func TestOverloadLatencyGrowsWithLoadAndFallsBackWhenItStops(t *testing.T) {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/message", strings.NewReader(simMessage))
 			if resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req); err == nil {
 				resp.Body.Close()
-				t.Errorf("an abandoning client got %d, want to hang up first", resp.StatusCode)
 			}
 		})
 	}
@@ -68,7 +72,7 @@ func TestOverloadLatencyGrowsWithLoadAndFallsBackWhenItStops(t *testing.T) {
 	hangUp()
 	wg.Wait()
 	var r overloadReport
-	eventually(t, 2*time.Second, "messageapp to notice the clients left", func() bool {
+	eventually(t, 5*time.Second, "messageapp to notice the clients left", func() bool {
 		r = sim.Report().Overload
 		return r.Abandoned == r.Backlog+r.Working
 	})
@@ -76,22 +80,23 @@ func TestOverloadLatencyGrowsWithLoadAndFallsBackWhenItStops(t *testing.T) {
 		t.Fatalf("after the clients hung up: %+v, want about %d calls still inside, all abandoned", r, clients)
 	}
 	ahead := r.Backlog + r.Working
+	least := time.Duration(ahead/o.Capacity) * o.Latency / 2
 	status, took := timedPost(t, base+"/message", 10*time.Second)
-	if least := time.Duration(ahead/o.Capacity) * o.Latency / 2; status != 200 || took < least {
+	if status != 200 || took < least {
 		t.Errorf("behind %d abandoned calls: got %d after %s, want 200 after at least %s (their work goes on)", ahead, status, took, least)
 	}
 
-	eventually(t, 5*time.Second, "the backlog to drain", func() bool {
+	eventually(t, 10*time.Second, "the backlog to drain", func() bool {
 		r := sim.Report().Overload
 		return r.Backlog == 0 && r.Working == 0 && r.Abandoned == 0
 	})
 	if n := sim.Report().Overload.Answered["OK"]; n != clients+2 {
 		t.Errorf("answered OK: got %d, want %d (every abandoned call was worked on)", n, clients+2)
 	}
-	if status, took := timedPost(t, base+"/message", 5*time.Second); status != 200 || took > 60*time.Millisecond+slack {
-		t.Errorf("once the load stopped: got %d after %s, want 200 within the base latency again", status, took)
+	if status, took := timedPost(t, base+"/message", 5*time.Second); status != 200 || took > 60*time.Millisecond+slack || took >= least {
+		t.Errorf("once the load stopped: got %d after %s, want 200 within the base latency again (60ms + %s), under the %s behind the backlog", status, took, slack, least)
 	}
-	if rec := sim.Report().Recent; rec.Answered != clients+3 || rec.Max < (time.Duration(ahead/o.Capacity)*o.Latency/2).Milliseconds() {
+	if rec := sim.Report().Recent; rec.Answered != clients+3 || rec.Max < least.Milliseconds() {
 		t.Errorf("recent latency: got %+v, want %d answers, the slowest at least as slow as the call behind the backlog", rec, clients+3)
 	}
 }
