@@ -217,9 +217,14 @@ type loadJob struct{ n, attempt int }
 // due while Retry-After says wait is held, not skipped, and goes later: one
 // held send with each tick's own, so a backlog does not land as one burst
 // the moment the wait ends. Sends still held at the end are counted.
+// Sends come due by the clock, not by the ticker's ticks: a tick the
+// client's machine was too busy to deliver (a ticker drops those) is a
+// send made late, not one silently never made.
 func (c *loadClient) openLoop(sending, ctx context.Context) {
-	tick := time.NewTicker(time.Duration(float64(time.Second) / c.opt.Rate))
+	interval := time.Duration(float64(time.Second) / c.opt.Rate)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	start, due := time.Now(), 0 // due: sends that have come due so far
 	slots := make(chan struct{}, maxInFlight)
 	retries := make(chan loadJob, maxInFlight)
 	var wg sync.WaitGroup
@@ -258,14 +263,16 @@ func (c *loadClient) openLoop(sending, ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if c.heldBack() {
-			held++
-			continue
-		}
-		launch()
-		if held > 0 && sent < c.opt.MaxRequests {
-			held--
+		for now := int(time.Since(start) / interval); due < now && sent < c.opt.MaxRequests; due++ {
+			if c.heldBack() {
+				held++
+				continue
+			}
 			launch()
+			if held > 0 && sent < c.opt.MaxRequests {
+				held--
+				launch()
+			}
 		}
 	}
 }
