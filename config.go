@@ -56,11 +56,19 @@ type config struct {
 	// starts, like PORT's.
 	adminListener net.Listener
 
-	// Not from the environment: set by the demo and by tests.
-	limits    serverLimits  // zero means defaultServerLimits
-	snapEvery time.Duration // dashboard snapshot interval; zero means one second
-	observer  Observer      // hears what courier does, besides metrics and the dashboard; the demo's
-	tuning    limiterTuning // how the adaptive limit samples latency; zero means defaultLimiterTuning
+	// observer hears what courier does, besides metrics and the
+	// dashboard: the demo's watcher. Not from the environment.
+	observer Observer
+
+	// forTests is what only tests change; production keeps its zero.
+	forTests testSettings
+}
+
+// testSettings are settings no variable reaches, which tests shorten. The
+// zero value, which production keeps, means the defaults.
+type testSettings struct {
+	serverLimits serverLimits  // the HTTP server's limits; zero: defaultServerLimits
+	snapEvery    time.Duration // the dashboard's snapshot interval; zero: one second
 }
 
 // serverLimits are the HTTP server's timeouts and header limit.

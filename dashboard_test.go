@@ -48,7 +48,7 @@ func readEvents(body io.Reader, out chan<- sseEvent) {
 func startEventsAPI(t *testing.T, interval time.Duration) (*service, *httptest.Server) {
 	t.Helper()
 	a := newTestService(t, map[string]string{"QUEUE_MAX_SIZE": "2", "QUEUE_RECOVERY_THRESHOLD": "0"},
-		func(cfg *config) { cfg.snapEvery = interval })
+		func(cfg *config) { cfg.forTests.snapEvery = interval })
 	stop := make(chan struct{})
 	go a.hub.Run(stop)
 	srv := httptest.NewServer(a.routes())

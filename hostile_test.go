@@ -25,7 +25,7 @@ func startWithLimits(t *testing.T, limits serverLimits) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.limits = limits
+	cfg.forTests.serverLimits = limits
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -287,7 +287,7 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	in := &instance{cfg: cfg, log: log, svc: svc, client: client,
 		senders:  NewSenders(svc.limiter, cfg.MaxAttempts, newRetryBackoff(cfg.RetryInitial, cfg.RetryMax), svc.queue, svc.breaker, svc.store, client, log, svc.obs),
 		stopHub:  make(chan struct{}),
-		srv:      newHTTPServer(svc.routes(), cmp.Or(cfg.limits, defaultServerLimits), log),
+		srv:      newHTTPServer(svc.routes(), cmp.Or(cfg.forTests.serverLimits, defaultServerLimits), log),
 		serveErr: make(chan error, 1)}
 
 	// Senders outlive the signal: they stop at the drain deadline.
@@ -300,7 +300,7 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	in.srv.ConnState = conns.track
 	dashboardAddr := ln.Addr()
 	if cfg.adminListener != nil {
-		in.adminSrv = newHTTPServer(in.srv.Handler, cmp.Or(cfg.limits, defaultServerLimits), log)
+		in.adminSrv = newHTTPServer(in.srv.Handler, cmp.Or(cfg.forTests.serverLimits, defaultServerLimits), log)
 		in.adminSrv.BaseContext, in.adminSrv.ConnState = adminBaseContext, conns.track
 		in.adminErr = make(chan error, 1)
 		dashboardAddr = cfg.adminListener.Addr()
@@ -482,7 +482,7 @@ func newService(cfg config, log zerolog.Logger) *service {
 		senders: cfg.Senders, replica: cfg.Replica, ids: NewIDs(cfg.Replica), clients: cfg.clients, adminSplit: cfg.AdminAddr != "", shuttingDown: new(atomic.Bool), shutdownWait: clampSeconds(cfg.ShutdownTimeout)}
 	s.store.CapBytes(int64(cfg.RetainedBytes))
 	s.metrics = NewMetrics(cfg.MessageappTimeout, s.snapshot)
-	s.hub = NewHub(cmp.Or(cfg.snapEvery, time.Second), s.snapshot)
+	s.hub = NewHub(cmp.Or(cfg.forTests.snapEvery, time.Second), s.snapshot)
 	obs := observers{s.metrics, s.hub}
 	if cfg.observer != nil {
 		obs = append(obs, cfg.observer)
@@ -490,7 +490,7 @@ func newService(cfg config, log zerolog.Logger) *service {
 	s.obs = obs
 	s.queue = NewQueue(cfg.QueueMaxSize, cfg.QueueRecovery, log, s.obs, time.Now)
 	s.breaker = NewBreaker(cfg.BreakerThreshold, cfg.BackoffInitial, cfg.BackoffMax, clock.New(), log, s.obs)
-	s.limiter = NewLimiter(cfg.Senders, cfg.ConcurrencyLimit == "adaptive", cmp.Or(cfg.tuning, defaultLimiterTuning), log, s.obs)
+	s.limiter = NewLimiter(cfg.Senders, cfg.ConcurrencyLimit == "adaptive", defaultLimiterTuning, log, s.obs)
 	return s
 }
 

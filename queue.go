@@ -50,7 +50,9 @@ type Queue struct {
 	stopped  bool
 	waiting  atomic.Int64 // len(delayed), lowered after a move into ch: Depth skips the lock at zero
 
-	beforeDisable func() // test hook: runs under mu between reading depth == max and disabling
+	// testHookBeforeDisable, set only by a test, runs under mu between
+	// reading depth == max and disabling; nil otherwise.
+	testHookBeforeDisable func()
 }
 
 // NewQueue makes a queue that holds at most max deliveries and accepts again
@@ -220,8 +222,8 @@ func (h *dueHeap) Pop() any {
 // checkFull disables enqueueing when the depth reaches max. Callers hold mu.
 func (q *Queue) checkFull() {
 	if depth := q.backlog(); depth >= q.max && q.accepting.Load() {
-		if q.beforeDisable != nil {
-			q.beforeDisable()
+		if q.testHookBeforeDisable != nil {
+			q.testHookBeforeDisable()
 		}
 		q.accepting.Store(false)
 		q.log.Warn().Str("event", queueEvent(false)).Int("depth", depth).

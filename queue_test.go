@@ -277,7 +277,7 @@ func TestQueueReopensWhenTakesEmptyItWhileTheFillingOfferDisablesIt(t *testing.T
 	q, _ := newTestQueue(2, 0)
 	offer(q, "a")
 	var takers sync.WaitGroup
-	q.beforeDisable = func() {
+	q.testHookBeforeDisable = func() {
 		for range 2 {
 			takers.Go(func() {
 				if _, err := q.Take(context.Background(), nil, nil); err != nil {

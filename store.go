@@ -74,11 +74,6 @@ type Delivery struct {
 	status         uint8 // index in statuses, guarded by mu
 }
 
-// newDelivery builds a delivery of the anonymous client (open access).
-func newDelivery(id, destination, body, key string) *Delivery {
-	return newClientDelivery("", id, destination, body, key)
-}
-
 // newClientDelivery builds client's delivery, its strings sharing one
 // allocation. Ids, idempotency keys and client ids longer than 255 bytes
 // do not fit and panic: courier's ids are at most 59 bytes, client ids 16,
@@ -158,14 +153,6 @@ func NewStore(retained int, now func() time.Time) *Store {
 		byID:          make(map[string]*Delivery),
 		byKey:         make(map[clientKey]*Delivery),
 	}
-}
-
-// Add records a newly accepted message as queued, under idempotency key if
-// one is given, and returns its delivery.
-func (s *Store) Add(id, destination, body, key string) *Delivery {
-	d := newDelivery(id, destination, body, key)
-	s.Insert(d)
-	return d
 }
 
 // CapBytes limits the finished messages kept to n bytes (retainedCost

@@ -6,6 +6,19 @@ import (
 	"time"
 )
 
+// newDelivery builds a delivery of the anonymous client (open access).
+func newDelivery(id, destination, body, key string) *Delivery {
+	return newClientDelivery("", id, destination, body, key)
+}
+
+// Add records a newly accepted message as queued, under idempotency key if
+// one is given, and returns its delivery.
+func (s *Store) Add(id, destination, body, key string) *Delivery {
+	d := newDelivery(id, destination, body, key)
+	s.Insert(d)
+	return d
+}
+
 func TestStoreFollowsAMessageThroughItsLife(t *testing.T) {
 	s := NewStore(10, time.Now)
 	s.Add("a", "d", "b", "")
