@@ -172,8 +172,9 @@ func (o loadOptions) check() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("-url %q: want an http:// URL of courier, e.g. http://127.0.0.1:9001", o.URL)
 	}
-	if p := baseURL(u.Path); p != "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("-url %q: want courier's base URL, without a path (%q), e.g. http://%s; /messages is added to it", o.URL, u.Path, u.Host)
+	// Nothing after the host but an optional /messages.
+	if baseURL(u.Path) != "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("-url %q: want courier's base URL, e.g. http://%s (or its /messages URL), with nothing else after the port", o.URL, u.Host)
 	}
 	if !o.AllowRemote && !isLoopback(u.Hostname()) {
 		return fmt.Errorf("-url %q is not on this machine; pass -allow-remote to load another host", o.URL)
