@@ -365,8 +365,10 @@ func (s *service) handleGetMessage() clientHandle {
 				fmt.Sprintf("no message with id %q (unknown, or evicted after finishing)", id), nil)
 			return
 		}
-		if why := s.waitReason(); why != nil && m.Status == StatusQueued {
-			m.LastError = why
+		if m.Status == StatusQueued {
+			if why := s.waitReason(); why != nil {
+				m.LastError = why
+			}
 		}
 		writeJSON(w, http.StatusOK, m)
 	}
