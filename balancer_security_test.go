@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,39 @@ func TestTokensPassThroughTheBalancer(t *testing.T) {
 	checkProblem(t, unauthorized, http.StatusUnauthorized, "unauthorized")
 	if !strings.HasPrefix(unauthorized.header.Get("WWW-Authenticate"), "Bearer") {
 		t.Errorf("WWW-Authenticate through the balancer: got %q", unauthorized.header.Get("WWW-Authenticate"))
+	}
+}
+
+// TestTwoClientsMayUseOneKeyAtOnceThroughTheBalancer: courier scopes an
+// Idempotency-Key by client, so the balancer's key tables must too. While
+// A's POST of key K is on its way (its body not yet sent), B's POST of K
+// is B's own: answered 202, not 409 idempotency_key_in_flight, which
+// would also tell B that someone else is using K right now.
+func TestTwoClientsMayUseOneKeyAtOnceThroughTheBalancer(t *testing.T) {
+	f := startFleet(t, map[string]string{"API_TOKENS": tokenA + "," + tokenB})
+	body := `{"destination":"+34600000000","body":"a's text"}`
+	// startA sends A's headers and part of its body: once HAProxy has read
+	// them, A's key is in flight, and stays so while the body does not come.
+	startA := func() net.Conn {
+		c, err := net.Dial("tcp", strings.TrimPrefix(f.lb.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Write([]byte("POST /messages HTTP/1.1\r\nHost: courier\r\nContent-Type: application/json\r\n" +
+			"Authorization: Bearer " + tokenA + "\r\nIdempotency-Key: shared-key\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" +
+			body[:10])); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	startA()
+	// A second one is answered 409 if the first is in flight, or is left
+	// waiting for its body, in flight itself: either way, A's key is.
+	second := startA()
+	_ = second.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = second.Read(make([]byte, 512))
+	if r := f.lb.postAs(tokenB, "shared-key", "+34600000001", "b's text"); r.status != http.StatusAccepted {
+		t.Errorf("B's POST of the key A has in flight: got %d %v, want 202 (keys are per client)", r.status, r.body)
 	}
 }
