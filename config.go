@@ -60,6 +60,10 @@ type config struct {
 	// dashboard: the demo's watcher. Not from the environment.
 	observer Observer
 
+	// simulator is the built-in simulator, whose report the dashboard
+	// shows; nil for a real messageapp. Set by run and the demo.
+	simulator SelfReporter
+
 	// forTests is what only tests change; production keeps its zero.
 	forTests testSettings
 }

@@ -66,7 +66,10 @@ func statusRows() string {
 type Hub struct {
 	interval time.Duration
 	snapshot func() statusResponse
-	done     chan struct{} // closed when Run returns; streams end
+	// messageapp, when set, reports the built-in simulator's state for
+	// each snapshot; set before Run.
+	messageapp SelfReporter
+	done       chan struct{} // closed when Run returns; streams end
 
 	// mu guards everything below.
 	mu        sync.Mutex
@@ -91,12 +94,19 @@ const (
 	maxStreams = 64
 )
 
+// SelfReporter is a part of the lab that says how it is, as a value that
+// encodes to JSON: the built-in simulator, whose report the snapshots carry.
+type SelfReporter interface{ SelfReport() any }
+
 // Snapshot is one point of the dashboard's charts: the status and what
 // happened per second since the previous snapshot.
 type Snapshot struct {
 	Time      time.Time          `json:"time"`
 	Status    statusResponse     `json:"status"`
 	PerSecond map[string]float64 `json:"per_second"`
+	// Messageapp is what the built-in simulator reports of itself (its
+	// GET /control), when courier runs one; absent for a real messageapp.
+	Messageapp any `json:"messageapp,omitempty"`
 }
 
 // Transition is a queue, circuit or concurrency limit change, as its log
@@ -148,6 +158,9 @@ func (h *Hub) tick(now time.Time) {
 		per[string(o)] = float64(h.outcomes[i].Swap(0)) / secs
 	}
 	s := Snapshot{Time: now, Status: st, PerSecond: per}
+	if h.messageapp != nil {
+		s.Messageapp = h.messageapp.SelfReport()
+	}
 	h.snapshots = appendBounded(h.snapshots, s, historyLen)
 	h.broadcast("snapshot", s)
 }

@@ -179,3 +179,36 @@ func TestDashboardPageIsSelfContained(t *testing.T) {
 		}
 	}
 }
+
+func TestSnapshotsCarryTheBuiltInSimulatorOnlyWhenThereIsOne(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		simulator SelfReporter
+	}{
+		{"a real messageapp", nil},
+		{"the built-in simulator", fixedReport{backlog: 3}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newTestService(t, nil, func(cfg *config) { cfg.forTests.snapEvery, cfg.simulator = 20*time.Millisecond, tt.simulator })
+			stop := make(chan struct{})
+			go a.hub.Run(stop)
+			defer func() { close(stop); <-a.hub.done }()
+			var h history
+			eventually(t, 2*time.Second, "a snapshot", func() bool {
+				ch, hist, _ := a.hub.subscribe()
+				a.hub.unsubscribe(ch)
+				h = hist
+				return len(h.Snapshots) > 0
+			})
+			b, _ := json.Marshal(h.Snapshots[0])
+			if got, want := strings.Contains(string(b), `"messageapp":{"backlog":3}`), tt.simulator != nil; got != want {
+				t.Errorf("snapshot %s: carries messageapp %v, want %v", b, got, want)
+			}
+		})
+	}
+}
+
+// fixedReport is a SelfReporter that always says the same.
+type fixedReport struct{ backlog int }
+
+func (r fixedReport) SelfReport() any { return map[string]int{"backlog": r.backlog} }

@@ -159,6 +159,7 @@ func startDemoStack(ctx context.Context, cfg config, seed uint64, w *demoWatcher
 		return nil, err
 	}
 	cfg.MessageappURL, cfg.observer = base+"/message", w
+	cfg.simulator = sim
 	svcCtx, stopSvc := context.WithCancel(ctx)
 	svcErr := make(chan error, 1)
 	go func() { svcErr <- serve(svcCtx, cfg, ln, log) }()

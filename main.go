@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if cfg.MessageappURL == "" {
-		_, url, stopSim, err := startEmbeddedSimulator(log)
+		sim, url, stopSim, err := startEmbeddedSimulator(log)
 		if err != nil {
 			ln.Close()
 			if cfg.adminListener != nil {
@@ -156,6 +156,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer stopSim()
 		cfg.MessageappURL = url
+		cfg.simulator = sim
 	}
 	if err := serve(ctx, cfg, ln, log); err != nil {
 		var corrupt *spoolError
@@ -483,6 +484,7 @@ func newService(cfg config, log zerolog.Logger) *service {
 	s.store.CapBytes(int64(cfg.RetainedBytes))
 	s.metrics = NewMetrics(cfg.MessageappTimeout, s.snapshot)
 	s.hub = NewHub(cmp.Or(cfg.forTests.snapEvery, time.Second), s.snapshot)
+	s.hub.messageapp = cfg.simulator
 	obs := observers{s.metrics, s.hub}
 	if cfg.observer != nil {
 		obs = append(obs, cfg.observer)

@@ -305,6 +305,9 @@ func (s *Simulator) Report() controlReport {
 		Recent: s.recent.summary(time.Now()), Overload: s.overload.report()}
 }
 
+// SelfReport is Report for the dashboard, which knows nothing of its type.
+func (s *Simulator) SelfReport() any { return s.Report() }
+
 func (s *Simulator) handleControl(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPut {
 		var body controlBody
