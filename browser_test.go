@@ -40,15 +40,11 @@ func artifactDir(t *testing.T) string {
 	return dir
 }
 
-func TestDashboardShowsAnOutageInARealBrowser(t *testing.T) {
-	chrome := browserPath(t)
-	app := newFakeMessageapp(t, modeOK)
-	env := baseEnv(app.URL())
-	env["BREAKER_BACKOFF_INITIAL"] = "200ms"
-	env["BREAKER_BACKOFF_MAX"] = "200ms"
-	env["MAX_ATTEMPTS"] = "100" // failed probes keep their message: the queue stays full at 10
-	s := startService(t, env)
-
+// openDashboard starts Chromium on the dashboard at url and returns the
+// browser's context; the whole browser lives at most two minutes, so a
+// wedged Chromium fails the test instead of hanging the suite.
+func openDashboard(t *testing.T, chrome, url string) context.Context {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome),
 		chromedp.NoSandbox,
@@ -60,19 +56,51 @@ func TestDashboardShowsAnOutageInARealBrowser(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1300, 1500),
 	)
-	// The whole browser lives at most two minutes: a wedged Chromium fails
-	// the test instead of hanging the suite.
 	life, cancelLife := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancelLife()
+	t.Cleanup(cancelLife)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(life, opts...)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
+	t.Cleanup(cancel)
 	// The first action starts the browser on ctx; later waits get their
 	// own deadlines, derived from it.
-	if err := chromedp.Do(ctx, chromedp.Navigate(s.url+"/")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(url+"/")); err != nil {
 		t.Fatalf("open the dashboard: %v", err)
 	}
+	return ctx
+}
+
+func TestDashboardShowsTheBuiltInSimulatorInARealBrowser(t *testing.T) {
+	chrome := browserPath(t)
+	s := startService(t, baseEnv("")) // no MESSAGEAPP_URL: the built-in simulator
+	ctx := openDashboard(t, chrome, s.url)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(wctx, chromedp.WaitVisible(`#messageapp`)); err != nil {
+		t.Fatalf("the dashboard never showed the simulator's panel: %v", err)
+	}
+	eventually(t, 5*time.Second, "the panel to show the overload profile's 8 workers", func() bool {
+		full, err1 := chromedp.Run(ctx, chromedp.Text(`#app-full`))
+		profile, err2 := chromedp.Run(ctx, chromedp.Text(`#app-profile`))
+		return err1 == nil && err2 == nil && full == "8" && profile == "overload"
+	})
+	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		shot := filepath.Join(artifactDir(t), "dashboard-simulator.png")
+		if err := os.WriteFile(shot, png, 0o644); err == nil {
+			t.Logf("screenshot: %s", shot)
+		}
+	}
+}
+
+func TestDashboardShowsAnOutageInARealBrowser(t *testing.T) {
+	chrome := browserPath(t)
+	app := newFakeMessageapp(t, modeOK)
+	env := baseEnv(app.URL())
+	env["BREAKER_BACKOFF_INITIAL"] = "200ms"
+	env["BREAKER_BACKOFF_MAX"] = "200ms"
+	env["MAX_ATTEMPTS"] = "100" // failed probes keep their message: the queue stays full at 10
+	s := startService(t, env)
+	ctx := openDashboard(t, chrome, s.url)
 	waitFor := func(what string, selector chromedp.CSS) {
 		t.Helper()
 		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -91,6 +119,9 @@ func TestDashboardShowsAnOutageInARealBrowser(t *testing.T) {
 	}
 
 	waitFor("the stream connected", `#conn[data-live="true"]`)
+	if hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("messageapp").hidden`)); err != nil || !hidden {
+		t.Errorf("the built-in simulator's panel with a real messageapp: hidden %v (%v), want hidden", hidden, err)
+	}
 	waitFor("a closed circuit", `#circuit-state[data-state="closed"]`)
 
 	// The outage: messageapp fails, the circuit opens, the queue fills.
