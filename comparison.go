@@ -430,7 +430,7 @@ func printComparison(out io.Writer, p withoutPattern, on, off comparisonRun) {
 		row("delivery unknown (timeout, lost)", a.unknown, b.unknown)
 		row("failed (errors, MAX_ATTEMPTS spent)", a.failed, b.failed)
 		row("client POSTs / of them 503", fmt.Sprintf("%d / %d", a.posts, a.rejected), fmt.Sprintf("%d / %d", b.posts, b.rejected))
-		row("client POST latency p99", round(percentile(a.latencies, 99)), round(percentile(b.latencies, 99)))
+		row("client POST latency p99", percentile(a.latencies, 99).Round(100*time.Microsecond), percentile(b.latencies, 99).Round(100*time.Microsecond))
 		row("age at delivery p50 / max", ages(a.ages), ages(b.ages))
 	}
 	recovered := func(r comparisonRun) string {
