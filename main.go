@@ -206,6 +206,8 @@ usage:
   courier messageapp   run the messageapp simulator (courier messageapp -h)
   courier load         send load to a running courier (courier load -h)
   courier demo         the whole story, scripted, in about 15 seconds
+  courier demo -without breaker|timeout|backpressure
+                       one overload episode twice, that pattern on and off, side by side
   courier healthcheck  exit 0 if the courier on PORT here answers /healthz (for containers)
   courier help         this text
 
