@@ -107,6 +107,8 @@ func startMain(t *testing.T, env ...string) *mainProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stderr := &logBuffer{} // where a courier that cannot start says why
+	p.cmd.Stderr = stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +126,9 @@ func startMain(t *testing.T, env ...string) *mainProcess {
 	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
 	client := &http.Client{Timeout: time.Second}
 	eventually(t, 10*time.Second, "courier to answer /healthz", func() bool {
+		if msg := stderr.String(); msg != "" {
+			t.Fatalf("courier did not start: %s", msg)
+		}
 		resp, err := client.Get(p.base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
