@@ -107,71 +107,110 @@ func tripAtLeast(threshold int64) circuit.TripFunc {
 	return func(cb *circuit.Breaker) bool { return cb.ConsecFailures() >= threshold }
 }
 
+// callRole is what a call through the breaker is: an ordinary call, made
+// while the circuit is closed, or the half-open period's one probe, whose
+// result decides the circuit.
+type callRole int
+
+const (
+	ordinaryCall callRole = iota
+	probeCall
+)
+
 // Call runs fn if the circuit lets it: always while closed, and as the one
 // half-open probe once the open period has passed. It returns ErrCircuitOpen
 // without running fn otherwise. fn's error counts as a failure unless
 // isFailure says it does not (for example, a call aborted by shutdown).
 func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFailure func(error) bool) error {
+	role, err := b.admit()
+	if err != nil {
+		return err
+	}
+	err = fn(ctx)
+	if role == probeCall {
+		b.settleProbe(err, isFailure)
+	} else {
+		b.settleCall(err, isFailure)
+	}
+	return err
+}
+
+// admit says whether a call may go now, and as what; ErrCircuitOpen if not.
+func (b *Breaker) admit() (callRole, error) {
 	// Closed (not tripped): Ready() would say yes with no side effect, so
 	// the common case skips the lock. A trip that lands right after this
 	// check is the same race as one that lands right after Ready().
-	probe := false
-	if b.cb.Tripped() {
-		b.mu.Lock()
-		if b.view.Load().state == CircuitHalfOpen || !b.cb.Ready() {
-			b.mu.Unlock()
-			return ErrCircuitOpen
-		}
-		probe = b.cb.Tripped() // Ready() said yes while tripped: we hold the probe
-		if probe {
-			b.transition(CircuitHalfOpen)
-		}
-		b.mu.Unlock()
-	}
-
-	err := fn(ctx)
-
-	// A success on a closed circuit with no failures to forget changes
-	// nothing: the backoff was reset when the count last went to zero.
-	if err == nil && !probe && !b.cb.Tripped() && b.cb.ConsecFailures() == 0 {
-		return nil
+	if !b.cb.Tripped() {
+		return ordinaryCall, nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.view.Load().state == CircuitHalfOpen || !b.cb.Ready() {
+		return ordinaryCall, ErrCircuitOpen
+	}
+	if !b.cb.Tripped() {
+		return ordinaryCall, nil // closed meanwhile
+	}
+	// Ready() said yes while tripped: this call holds the probe.
+	b.transition(CircuitHalfOpen)
+	return probeCall, nil
+}
+
+// settleProbe closes the circuit after a successful probe and reopens it
+// after a failed one; a probe cut short without a verdict (!isFailure)
+// leaves it open for the next probe.
+func (b *Breaker) settleProbe(err error, isFailure func(error) bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	switch {
-	case err == nil && probe:
+	case err == nil:
 		// Close deterministically: Reset() first, whatever Success()'s
 		// re-check of the backoff would say, then Success() on the closed
 		// breaker restarts the open periods from the initial one.
 		b.cb.Reset()
 		b.cb.Success()
 		b.transition(CircuitClosed)
-	case err == nil && !b.cb.Tripped():
-		b.cb.Success()
-	case err == nil:
-		// A call started before the circuit opened came back fine. The
-		// circuit stays open until its own probe says otherwise.
-	case !isFailure(err):
-		if probe {
-			b.transition(CircuitOpen) // no verdict: wait for the next probe
-		}
-	case !probe && b.cb.Tripped():
-		// A late failure, from a call that started before the circuit
-		// opened. It must not end a probe's half-open period (the probe
-		// decides), nor restart the open period as the library's Fail
-		// would: the probe is due when the log said it would be.
+	case isFailure(err):
+		b.fail()
 	default:
-		b.cb.Fail()
-		if b.cb.Tripped() {
-			// Opened, or reopened by a failed probe: the library's open
-			// period starts now, and so does ours.
-			v := *b.view.Load()
-			v.openedAt = b.clock.Now()
-			b.view.Store(&v)
-			b.transition(CircuitOpen)
-		}
+		b.transition(CircuitOpen)
 	}
-	return err
+}
+
+// settleCall counts an ordinary call's result while the circuit is closed.
+// Once it is open, a late result (from a call that started before it
+// opened) changes nothing: the circuit stays open until its own probe says
+// otherwise, and a late failure must not end a probe's half-open period
+// (the probe decides) nor restart the open period as the library's Fail
+// would: the probe is due when the log said it would be.
+func (b *Breaker) settleCall(err error, isFailure func(error) bool) {
+	// A success on a closed circuit with no failures to forget changes
+	// nothing: the backoff was reset when the count last went to zero.
+	if err == nil && !b.cb.Tripped() && b.cb.ConsecFailures() == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.cb.Tripped(): // a late result: nothing to count
+	case err == nil:
+		b.cb.Success()
+	case isFailure(err):
+		b.fail()
+	}
+}
+
+// fail counts a failure. When it opens the circuit, or a failed probe
+// reopens it, the library's open period starts now, and so does ours.
+// Callers hold mu.
+func (b *Breaker) fail() {
+	b.cb.Fail()
+	if b.cb.Tripped() {
+		v := *b.view.Load()
+		v.openedAt = b.clock.Now()
+		b.view.Store(&v)
+		b.transition(CircuitOpen)
+	}
 }
 
 // transition records and logs a state change. Callers hold mu.

@@ -251,7 +251,8 @@ type Senders struct {
 	keptUnlogged atomic.Int64
 
 	// probe is a one-slot semaphore: while the circuit is not closed, only
-	// the sender holding it may keep a message out of the queue.
+	// the sender holding it may keep a message out of the queue. Each
+	// sender knows whether it holds it through its probeHold.
 	probe chan struct{}
 	wg    sync.WaitGroup
 }
@@ -293,15 +294,54 @@ func (p *Senders) Start(ctx context.Context) {
 func (p *Senders) Wait() { p.wg.Wait() }
 
 func (p *Senders) run(ctx context.Context) {
+	probe := &probeHold{slot: p.probe}
 	for {
-		d, s, holdsProbe, ok := p.next(ctx)
+		d, s, ok := p.next(ctx, probe)
 		if !ok {
 			return
 		}
-		if p.deliver(ctx, d, holdsProbe, &s) {
-			<-p.probe
-		}
+		p.deliver(ctx, d, probe, &s)
+		probe.release()
 		p.limiter.release(&s)
+	}
+}
+
+// probeHold is one sender's hold on the pool's probe slot. The sender
+// carries it from taking a message to being done with it; whoever holds
+// the slot while the circuit is not closed is the sender whose message
+// goes as the next probe.
+type probeHold struct {
+	slot chan struct{} // the pool's one-slot semaphore
+	held bool          // this sender holds it
+}
+
+// tryClaim takes the slot if it is free, and reports whether this sender
+// holds it.
+func (h *probeHold) tryClaim() bool {
+	if !h.held {
+		select {
+		case h.slot <- struct{}{}:
+			h.held = true
+		default:
+		}
+	}
+	return h.held
+}
+
+// claim is the slot to send on in a select that waits for it (the case
+// then sets held), or nil, which never fires, when this sender holds it.
+func (h *probeHold) claim() chan<- struct{} {
+	if h.held {
+		return nil
+	}
+	return h.slot
+}
+
+// release gives the slot back if this sender holds it.
+func (h *probeHold) release() {
+	if h.held {
+		<-h.slot
+		h.held = false
 	}
 }
 
@@ -313,7 +353,7 @@ func (p *Senders) run(ctx context.Context) {
 // senders that wait for a slot never race the one whose message the
 // opening circuit caught for the probe. next reports false when the queue
 // is drained or ctx is done.
-func (p *Senders) next(ctx context.Context) (d *Delivery, s slot, holdsProbe bool, ok bool) {
+func (p *Senders) next(ctx context.Context, probe *probeHold) (d *Delivery, s slot, ok bool) {
 	for {
 		state, changed := p.breaker.State()
 		s, lowered, err := p.limiter.acquire(ctx, changed, p.queue.Drained())
@@ -321,19 +361,20 @@ func (p *Senders) next(ctx context.Context) (d *Delivery, s slot, holdsProbe boo
 			continue
 		}
 		if err != nil {
-			return nil, slot{}, false, false
+			return nil, slot{}, false
 		}
 		if state == CircuitClosed {
 			if d, err = p.queue.Take(ctx, changed, lowered); err == nil {
-				return d, s, false, true
+				return d, s, true
 			}
 		} else {
 			select {
-			case p.probe <- struct{}{}:
+			case probe.claim() <- struct{}{}:
+				probe.held = true
 				if d, err = p.queue.Take(ctx, changed, lowered); err == nil {
-					return d, s, true, true
+					return d, s, true
 				}
-				<-p.probe
+				probe.release()
 			case <-changed:
 				err = errInterrupted
 			case <-p.queue.Drained():
@@ -344,22 +385,21 @@ func (p *Senders) next(ctx context.Context) (d *Delivery, s slot, holdsProbe boo
 		}
 		p.limiter.release(&s)
 		if !errors.Is(err, errInterrupted) {
-			return nil, slot{}, false, false
+			return nil, slot{}, false
 		}
 	}
 }
 
 // deliver tries d until it reaches a final status, goes back to the queue
-// (to wait for the circuit, or for its next attempt), or ctx ends.
-// holdsProbe says whether this sender holds the probe slot; deliver may
-// acquire it, and the caller releases it, and s.
-func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool, s *slot) (probeHeld bool) {
+// (to wait for the circuit, or for its next attempt), or ctx ends. It may
+// claim the probe slot, or give it back, through probe; the caller
+// releases what probe and s still hold.
+func (p *Senders) deliver(ctx context.Context, d *Delivery, probe *probeHold, s *slot) {
 	p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
 	wasOpen := false
 	for {
-		var ready bool
-		if ready, holdsProbe = p.awaitTurn(ctx, d, holdsProbe, wasOpen); !ready {
-			return holdsProbe
+		if !p.awaitTurn(ctx, d, probe, wasOpen) {
+			return
 		}
 		outcome, lastErr, retryIn := p.attempt(ctx, d, s)
 		if outcome == "" {
@@ -367,21 +407,20 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool, s *
 			// went out is a timeout): stays sending, to be spooled or
 			// listed as undelivered with its attempts.
 			p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
-			return holdsProbe
+			return
 		}
 		rule := attemptRule(outcome, lastErr)
 		wasOpen = rule.waits
 		switch {
 		case rule.waits: // awaitTurn keeps it until the circuit lets it go
 		case rule.retryable && int(d.Attempts) < p.maxAttempts:
-			var later bool
-			if later, holdsProbe = p.retryLater(ctx, d, lastErr, retryIn, holdsProbe, s); later {
-				return holdsProbe
+			if p.retryLater(ctx, d, lastErr, retryIn, probe, s) {
+				return
 			}
 			p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
 		default:
 			p.store.Move(d.ID(), rule.final, int(d.Attempts), lastErr)
-			return holdsProbe
+			return
 		}
 	}
 }
@@ -394,115 +433,140 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, holdsProbe bool, s *
 // limit and the probe slot, waits, looking for room now and then, and
 // reports false once d is due and the sender holds a slot again; or true
 // if ctx ended first, d staying queued.
-func (p *Senders) retryLater(ctx context.Context, d *Delivery, lastErr *AttemptError, wait time.Duration, holdsProbe bool, s *slot) (later, probeHeld bool) {
+func (p *Senders) retryLater(ctx context.Context, d *Delivery, lastErr *AttemptError, wait time.Duration, probe *probeHold, s *slot) (later bool) {
 	due := time.Now().Add(wait)
 	waiting := func() { p.store.Move(d.ID(), StatusQueued, int(d.Attempts), lastErr) }
 	if p.queue.Delay(d, due, waiting) {
-		return true, holdsProbe
+		return true
 	}
 	waiting()
-	if holdsProbe {
-		<-p.probe
-	}
+	probe.release()
 	hadSlot := s.held
 	p.limiter.release(s)
 	for left := time.Until(due); left > 0; left = time.Until(due) {
 		if _, err := waitFor(ctx, min(left, requeuePoll), nil); err != nil {
-			return true, false
+			return true
 		}
 		if p.queue.Delay(d, due, waiting) {
-			return true, false
+			return true
 		}
 	}
 	if hadSlot {
 		ns, _, err := p.limiter.acquire(ctx, nil, nil)
 		if err != nil {
-			return true, false
+			return true
 		}
 		*s = ns
 	}
-	return false, false
+	return false
 }
 
-// awaitTurn reports ready when d may be tried now, and whether this sender
-// holds the probe slot, which it may have claimed. While the circuit is not
-// closed, the slot's holder waits for the probe to be due; any other sender
-// puts d back in the queue (not ready) or, if it cannot, waits for the
-// circuit to change or for the slot. Each of these is the open circuit
+// awaitTurn reports whether d may be tried now. While the circuit is not
+// closed, who holds the probe slot decides what d does: the holder waits
+// for the probe to be due (holdForProbe); any other sender puts d back in
+// the queue or, if it cannot, keeps it until the circuit changes or the
+// slot is free (putBackOrKeep); while a call is the half-open probe, even
+// the holder keeps d (keepUntilChange). Each of these is the open circuit
 // keeping d from messageapp, and is logged as breaker_open.
-func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, holdsProbe, wasOpen bool) (ready, holdsSlot bool) {
+func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, probe *probeHold, wasOpen bool) bool {
 	for {
 		state, changed := p.breaker.State()
 		if state == CircuitClosed {
-			return true, holdsProbe
+			return true
 		}
-		if !holdsProbe {
-			select {
-			case p.probe <- struct{}{}:
-				holdsProbe = true
-			default:
-			}
-		}
+		holder := probe.tryClaim()
 		left := p.breaker.OpenLeft()
-		why := keptError(state, left)
+		var next turn
 		switch {
-		case holdsProbe && state == CircuitOpen:
-			if wasOpen {
-				left = max(left, minOpenPoll)
-			}
-			if left <= 0 {
-				return true, holdsProbe
-			}
-			p.store.Move(d.ID(), StatusSending, int(d.Attempts), why)
-			p.kept(d, keptForProbe, left)
-			// A millisecond past the library's strict "since > backoff".
-			due, err := waitFor(ctx, left+time.Millisecond, changed)
-			if err != nil {
-				return false, holdsProbe
-			}
-			if due {
-				return true, holdsProbe
-			}
-		case !holdsProbe && p.queue.Requeue(d, func() {
-			// Under the queue's lock, before another sender can take d:
-			// once Requeue returns, d is no longer this sender's to touch.
-			p.store.Move(d.ID(), StatusQueued, int(d.Attempts), why)
-			p.kept(d, keptInQueue, left)
-		}):
-			return false, holdsProbe
+		case holder && state == CircuitOpen:
+			next = p.holdForProbe(ctx, d, left, wasOpen, changed)
+		case holder:
+			next = p.keepUntilChange(ctx, d, probe, state, left, changed)
 		default:
-			// Half-open, or no room to put d back (the queue is full, or
-			// closed by shutdown): wait for the circuit to change or for the
-			// probe slot to be free, so that d gets its own probe even when
-			// the sender that held the slot had nothing to carry and left;
-			// and, while the queue is open, look again for room now and then,
-			// since nothing signals it.
-			p.store.Move(d.ID(), StatusSending, int(d.Attempts), why)
-			p.kept(d, keptBySender, left)
-			var claim chan<- struct{}
-			var room <-chan time.Time
-			var poll *time.Timer
-			if !holdsProbe {
-				claim = p.probe
-				poll = time.NewTimer(requeuePoll)
-				room = poll.C
-			}
-			select {
-			case <-changed:
-			case claim <- struct{}{}:
-				holdsProbe = true
-			case <-room:
-			case <-ctx.Done():
-			}
-			if poll != nil {
-				poll.Stop()
-			}
-			if ctx.Err() != nil {
-				return false, holdsProbe
-			}
+			next = p.putBackOrKeep(ctx, d, probe, state, left, changed)
+		}
+		if next != waitAgain {
+			return next == tryNow
 		}
 		wasOpen = false
 	}
+}
+
+// turn is what a sender whose message the circuit keeps does next.
+type turn int
+
+const (
+	waitAgain turn = iota // the circuit or the probe slot changed: look again
+	tryNow                // the circuit lets the message go: try it
+	letGo                 // the message is back in the queue, or ctx ended: stop
+)
+
+// holdForProbe waits, as the probe slot's holder, until the open circuit's
+// probe is due (at least minOpenPoll after a refused try, wasOpen, so that
+// a probe refused at the edge of its backoff cannot spin).
+func (p *Senders) holdForProbe(ctx context.Context, d *Delivery, left time.Duration, wasOpen bool, changed <-chan struct{}) turn {
+	why := keptError(CircuitOpen, left)
+	if wasOpen {
+		left = max(left, minOpenPoll)
+	}
+	if left <= 0 {
+		return tryNow
+	}
+	p.store.Move(d.ID(), StatusSending, int(d.Attempts), why)
+	p.kept(d, keptForProbe, left)
+	// A millisecond past the library's strict "since > backoff".
+	due, err := waitFor(ctx, left+time.Millisecond, changed)
+	switch {
+	case err != nil:
+		return letGo
+	case due:
+		return tryNow
+	default:
+		return waitAgain
+	}
+}
+
+// putBackOrKeep, for a sender without the probe slot, puts d back in the
+// queue, so that it waits there for the circuit; if the queue has no room
+// (it is full, or closed by shutdown), the sender keeps d.
+func (p *Senders) putBackOrKeep(ctx context.Context, d *Delivery, probe *probeHold, state CircuitState, left time.Duration, changed <-chan struct{}) turn {
+	putBack := p.queue.Requeue(d, func() {
+		// Under the queue's lock, before another sender can take d:
+		// once Requeue returns, d is no longer this sender's to touch.
+		p.store.Move(d.ID(), StatusQueued, int(d.Attempts), keptError(state, left))
+		p.kept(d, keptInQueue, left)
+	})
+	if putBack {
+		return letGo
+	}
+	return p.keepUntilChange(ctx, d, probe, state, left, changed)
+}
+
+// keepUntilChange keeps d with this sender until the circuit changes. A
+// sender without the probe slot also waits for the slot to be free, so
+// that d gets its own probe even when the holder had nothing to carry and
+// left; and, while the queue is open, it looks again for room every
+// requeuePoll, since nothing signals it.
+func (p *Senders) keepUntilChange(ctx context.Context, d *Delivery, probe *probeHold, state CircuitState, left time.Duration, changed <-chan struct{}) turn {
+	p.store.Move(d.ID(), StatusSending, int(d.Attempts), keptError(state, left))
+	p.kept(d, keptBySender, left)
+	var room <-chan time.Time
+	if !probe.held {
+		poll := time.NewTimer(requeuePoll)
+		defer poll.Stop()
+		room = poll.C
+	}
+	select {
+	case <-changed:
+	case probe.claim() <- struct{}{}:
+		probe.held = true
+	case <-room:
+	case <-ctx.Done():
+	}
+	if ctx.Err() != nil {
+		return letGo
+	}
+	return waitAgain
 }
 
 // Where a message waits while the circuit keeps it from messageapp: the

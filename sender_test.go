@@ -396,9 +396,9 @@ func TestMessageHeldDuringShutdownGetsItsOwnProbeWhenTheSlotFrees(t *testing.T) 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if p.deliver(ctx, d, false, &slot{}) {
-			<-p.probe
-		}
+		probe := &probeHold{slot: p.probe}
+		p.deliver(ctx, d, probe, &slot{})
+		probe.release()
 	}()
 	eventually(t, 5*time.Second, "the sender to wait with its message", func() bool { return parkedIn("(*Senders).awaitTurn") })
 	<-p.probe // the slot holder finds the queue drained and leaves
