@@ -158,6 +158,11 @@ func TestAClientHoldingEveryConnectionDoesNotLockOutHealthz(t *testing.T) {
 	env := baseEnv(newFakeMessageapp(t, modeOK).URL())
 	env["MAX_CONNECTIONS"] = "8"
 	s := startService(t, env)
+	// /healthz below must come on a new connection, queued behind the 20
+	// for courier to accept, not on the one kept alive since startService
+	// asked it: that one could answer before courier had accepted all 20,
+	// and be displaced after, as the oldest idle, in place of one of them.
+	s.client.CloseIdleConnections()
 	var held []net.Conn
 	for range 20 { // connected, never a request: what a slow or hostile client holds
 		c, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
