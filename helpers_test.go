@@ -285,7 +285,7 @@ func launchService(t *testing.T, env map[string]string, logs *logBuffer, portMay
 	})
 	eventually(t, 5*time.Second, "courier to answer /healthz", func() bool {
 		if msg := s.stderr.String(); msg != "" {
-			if portMayBeTaken && strings.Contains(msg, "address already in use") {
+			if portMayBeTaken && portTaken(msg) {
 				taken = true
 				return true
 			}
@@ -318,6 +318,12 @@ func startStuckCourier(t *testing.T) *testCourier {
 	env["MESSAGEAPP_TIMEOUT"] = "1m"
 	env["SHUTDOWN_TIMEOUT"] = "1s"
 	return startService(t, env)
+}
+
+// portTaken reports whether courier's stderr says PORT was in use: what
+// can happen to a port from freePort, and is worth another one.
+func portTaken(stderr string) bool {
+	return strings.Contains(stderr, "listen on port") && strings.Contains(stderr, "address already in use")
 }
 
 // freePort is a loopback TCP port nothing listens on right now (for a

@@ -125,8 +125,13 @@ func startMain(t *testing.T, env ...string) *mainProcess {
 	}()
 	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
 	client := &http.Client{Timeout: time.Second}
+	taken := false
 	eventually(t, 10*time.Second, "courier to answer /healthz", func() bool {
 		if msg := stderr.String(); msg != "" {
+			if portTaken(msg) {
+				taken = true // since freePort: another port, another process
+				return true
+			}
 			t.Fatalf("courier did not start: %s", msg)
 		}
 		resp, err := client.Get(p.base + "/healthz")
@@ -135,6 +140,10 @@ func startMain(t *testing.T, env ...string) *mainProcess {
 		}
 		return err == nil && resp.StatusCode == 200
 	})
+	if taken {
+		<-p.exited
+		return startMain(t, env...)
+	}
 	return p
 }
 

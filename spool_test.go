@@ -194,6 +194,9 @@ func startCourierProcess(t *testing.T, env map[string]string) *courierProcess {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	if portTaken(p.stderr.String()) { // since freePort: another port, another process
+		return startCourierProcess(t, env)
+	}
 	return p
 }
 
