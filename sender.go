@@ -129,34 +129,8 @@ const maxTries = 8
 // report if it is not. Each replay gives up a connection from the pool,
 // so replays end, at the latest, on a fresh one.
 func (c *messageappClient) try(ctx, callCtx context.Context, d *Delivery, payload []byte) (replay bool, err error) {
-	// How far the request got decides what a failure means: only a
-	// request that went out whole may have been delivered. The trace says
-	// when the transport has the request written into its buffer, the
-	// connection when the buffer has gone out.
-	var reached atomic.Int32 // 0 nothing, 1 connected, 2 request written
-	var reused atomic.Bool
-	var conn atomic.Pointer[watchedConn]
-	var mark sentMark
-	traced := httptrace.WithClientTrace(callCtx, &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) {
-			if wc := watched(info.Conn); wc != nil {
-				mark = wc.sent()
-				conn.Store(wc)
-			}
-			reached.CompareAndSwap(0, 1)
-			reused.Store(info.Reused)
-			if info.Reused && (c.idle.stale(info.IdleTime) || peerClosed(info.Conn)) {
-				// messageapp is about to close it, or has: fail the write
-				// before a byte goes out, rather than find out after.
-				_ = info.Conn.Close()
-			}
-		},
-		WroteRequest: func(info httptrace.WroteRequestInfo) {
-			if info.Err == nil {
-				reached.Store(2)
-			}
-		},
-	})
+	var progress callProgress
+	traced := httptrace.WithClientTrace(callCtx, c.trace(&progress))
 	req, err := http.NewRequestWithContext(traced, http.MethodPost, c.url, bytes.NewReader(payload))
 	if err != nil {
 		return false, &AttemptError{Kind: OutcomeUnreachable, Detail: "build request: " + withoutURL(err)}
@@ -168,27 +142,7 @@ func (c *messageappClient) try(ctx, callCtx context.Context, d *Delivery, payloa
 	req.GetBody = nil
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if wc := conn.Load(); wc != nil && reached.Load() == 2 && !wc.wroteSince(mark) {
-			reached.Store(1) // in the transport's buffer, but it never left
-		}
-		deadline := errors.Is(callCtx.Err(), context.DeadlineExceeded)
-		switch {
-		case ctx.Err() != nil && reached.Load() == 2:
-			return false, errAbortedAfterWrite
-		case ctx.Err() != nil:
-			return false, errAborted
-		case reached.Load() == 2 && deadline:
-			return false, &AttemptError{Kind: OutcomeTimeout, Detail: fmt.Sprintf("no answer within %s", c.timeout)}
-		case reached.Load() == 2:
-			return false, &AttemptError{Kind: OutcomeConnectionLost,
-				Detail: "the connection broke after the request was sent, before an answer: delivery unknown (" + withoutURL(err) + ")"}
-		case !deadline:
-			return reused.Load(), &AttemptError{Kind: OutcomeUnreachable, Detail: withoutURL(err)}
-		case reached.Load() == 1:
-			return false, &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("connected but could not send the request within %s", c.timeout)}
-		default:
-			return false, &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("could not connect within %s", c.timeout)}
-		}
+		return c.unanswered(ctx, callCtx, &progress, err)
 	}
 	defer resp.Body.Close()
 	// Drain a bounded amount so the connection can be reused.
@@ -198,6 +152,70 @@ func (c *messageappClient) try(ctx, callCtx context.Context, d *Delivery, payloa
 			retryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	return false, nil
+}
+
+// callProgress is how far one request got. How far decides what a failure
+// means: only a request that went out whole may have been delivered. The
+// trace says when the transport has the request written into its buffer,
+// the connection when the buffer has gone out.
+type callProgress struct {
+	reached atomic.Int32 // 0 nothing, 1 connected, 2 request written
+	reused  atomic.Bool
+	conn    atomic.Pointer[watchedConn]
+	mark    sentMark // what had gone out on conn before this request
+}
+
+// trace follows a request into p, and closes a reused connection that
+// messageapp has closed or is about to close before a byte goes out.
+func (c *messageappClient) trace(p *callProgress) *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if wc := watched(info.Conn); wc != nil {
+				p.mark = wc.sent()
+				p.conn.Store(wc)
+			}
+			p.reached.CompareAndSwap(0, 1)
+			p.reused.Store(info.Reused)
+			if info.Reused && (c.idle.stale(info.IdleTime) || peerClosed(info.Conn)) {
+				// messageapp is about to close it, or has: fail the write
+				// before a byte goes out, rather than find out after.
+				_ = info.Conn.Close()
+			}
+		},
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				p.reached.Store(2)
+			}
+		},
+	}
+}
+
+// unanswered is what a request that got no answer (err) means, by how far
+// it got (p), whether shutdown cut it (ctx) and whether its deadline passed
+// (callCtx); replay as try says.
+func (c *messageappClient) unanswered(ctx, callCtx context.Context, p *callProgress, err error) (replay bool, _ error) {
+	if wc := p.conn.Load(); wc != nil && p.reached.Load() == 2 && !wc.wroteSince(p.mark) {
+		p.reached.Store(1) // in the transport's buffer, but it never left
+	}
+	written := p.reached.Load() == 2
+	deadline := errors.Is(callCtx.Err(), context.DeadlineExceeded)
+	switch {
+	case ctx.Err() != nil && written:
+		return false, errAbortedAfterWrite
+	case ctx.Err() != nil:
+		return false, errAborted
+	case written && deadline:
+		return false, &AttemptError{Kind: OutcomeTimeout, Detail: fmt.Sprintf("no answer within %s", c.timeout)}
+	case written:
+		return false, &AttemptError{Kind: OutcomeConnectionLost,
+			Detail: "the connection broke after the request was sent, before an answer: delivery unknown (" + withoutURL(err) + ")"}
+	case !deadline:
+		return p.reused.Load(), &AttemptError{Kind: OutcomeUnreachable, Detail: withoutURL(err)}
+	case p.reached.Load() == 1:
+		return false, &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("connected but could not send the request within %s", c.timeout)}
+	default:
+		return false, &AttemptError{Kind: OutcomeUnreachable, Detail: fmt.Sprintf("could not connect within %s", c.timeout)}
+	}
 }
 
 // retryAfter is how long a Retry-After header asks to wait (RFC 9110
