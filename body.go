@@ -85,93 +85,132 @@ func decodeObject(dec *json.Decoder) (postMessageRequest, []fieldProblem, error)
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return postMessageRequest{}, nil, fmt.Errorf("request body must be a JSON object, not %s", jsonKind(tok))
 	}
-	// Past the opening brace, the end of the body is always too early.
-	inside := func(err error) error {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return jsonProblem(err)
-	}
-	var values [len(postFields)]*string   // nil: missing, or not a string
-	var notString [len(postFields)]string // what a field given but not a string held: "a number", "null"…
-	var seen [len(postFields)]bool
-	var notText [len(postFields)]string // why a string value is not text as sent
-	var unknown, repeated []string
-	unlisted := 0 // unknown names past maxListed
+	var r postReading
 	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return postMessageRequest{}, nil, inside(err)
-		}
-		name, _ := tok.(string) // inside an object the decoder yields only names here
-		i := slices.Index(postFields[:], name)
-		switch {
-		case i >= 0 && !seen[i]:
-			seen[i] = true
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
-				return postMessageRequest{}, nil, inside(err)
-			}
-			notText[i] = textProblem(raw)
-			// A number, boolean, object or array is a type error, but not
-			// before the decoder has pointed values[i] at an empty string;
-			// null leaves values[i] nil.
-			var typ *json.UnmarshalTypeError
-			err := json.Unmarshal(raw, &values[i])
-			switch {
-			case errors.As(err, &typ):
-				values[i], notString[i] = nil, jsonTypeName(typ.Value)
-			case err != nil:
-				return postMessageRequest{}, nil, inside(err)
-			case values[i] == nil:
-				notString[i] = "null"
-			}
-			continue
-		case i >= 0 || slices.Contains(unknown, name):
-			if !slices.Contains(repeated, name) {
-				repeated = append(repeated, name)
-			}
-		case len(unknown) < maxListed:
-			unknown = append(unknown, name)
-		default:
-			unlisted++ // an answer need not list a flood of names
-		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return postMessageRequest{}, nil, inside(err)
+		if err := r.member(dec); err != nil {
+			return postMessageRequest{}, nil, insideObject(err)
 		}
 	}
 	if _, err := dec.Token(); err != nil {
-		return postMessageRequest{}, nil, inside(err)
+		return postMessageRequest{}, nil, insideObject(err)
 	}
-
-	var problems []fieldProblem
-	for i, name := range postFields {
-		switch {
-		case !seen[i]:
-			problems = append(problems, fieldProblem{Field: name, Detail: name + " is required"})
-		case values[i] == nil:
-			problems = append(problems, fieldProblem{Field: name, Detail: name + " must be a string, not " + notString[i]})
-		case notText[i] != "":
-			problems = append(problems, fieldProblem{Field: name, Detail: name + " " + notText[i]})
-		case strings.TrimSpace(*values[i]) == "":
-			problems = append(problems, fieldProblem{Field: name, Detail: name + " must not be empty"})
-		}
-	}
-	slices.Sort(unknown)
-	for _, name := range unknown {
-		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("unknown field %q", name)})
-	}
-	if unlisted > 0 {
-		problems = append(problems, fieldProblem{Detail: fmt.Sprintf("and %d more unknown fields", unlisted)})
-	}
-	for _, name := range repeated {
-		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("field %q is given more than once", name)})
-	}
-	if len(problems) > 0 {
+	if problems := r.problems(); len(problems) > 0 {
 		return postMessageRequest{}, problems, nil
 	}
-	return postMessageRequest{Destination: *values[0], Body: *values[1]}, nil, nil
+	return postMessageRequest{Destination: *r.values[0], Body: *r.values[1]}, nil, nil
+}
+
+// insideObject is jsonProblem for an error past the opening brace, where
+// the end of the body is always too early.
+func insideObject(err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return jsonProblem(err)
+}
+
+// postReading is what decodeObject has read of a body's members so far.
+type postReading struct {
+	values    [len(postFields)]*string // nil: missing, or not a string
+	notString [len(postFields)]string  // what a field given but not a string held: "a number", "null"…
+	seen      [len(postFields)]bool
+	notText   [len(postFields)]string // why a string value is not text as sent
+	unknown   []string                // at most maxListed
+	repeated  []string
+	unlisted  int // unknown names past maxListed
+}
+
+// member reads one member of the object, its name and its value.
+func (r *postReading) member(dec *json.Decoder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	name, _ := tok.(string) // inside an object the decoder yields only names here
+	i := slices.Index(postFields[:], name)
+	if i >= 0 && !r.seen[i] {
+		return r.field(dec, i)
+	}
+	r.other(name, i >= 0)
+	var skip json.RawMessage
+	return dec.Decode(&skip)
+}
+
+// field reads the value of postFields[i], given for the first time.
+func (r *postReading) field(dec *json.Decoder, i int) error {
+	r.seen[i] = true
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	r.notText[i] = textProblem(raw)
+	// A number, boolean, object or array is a type error, but not
+	// before the decoder has pointed values[i] at an empty string;
+	// null leaves values[i] nil.
+	var typ *json.UnmarshalTypeError
+	err := json.Unmarshal(raw, &r.values[i])
+	switch {
+	case errors.As(err, &typ):
+		r.values[i], r.notString[i] = nil, jsonTypeName(typ.Value)
+	case err != nil:
+		return err
+	case r.values[i] == nil:
+		r.notString[i] = "null"
+	}
+	return nil
+}
+
+// other notes a member that is not a field's first: a field given again
+// (known), or an unknown name.
+func (r *postReading) other(name string, known bool) {
+	switch {
+	case known || slices.Contains(r.unknown, name):
+		if !slices.Contains(r.repeated, name) {
+			r.repeated = append(r.repeated, name)
+		}
+	case len(r.unknown) < maxListed:
+		r.unknown = append(r.unknown, name)
+	default:
+		r.unlisted++ // an answer need not list a flood of names
+	}
+}
+
+// problems are the field problems of what was read, in the order
+// decodeObject gives them.
+func (r *postReading) problems() []fieldProblem {
+	var problems []fieldProblem
+	for i, name := range postFields {
+		if detail := r.fieldProblem(i); detail != "" {
+			problems = append(problems, fieldProblem{Field: name, Detail: name + " " + detail})
+		}
+	}
+	slices.Sort(r.unknown)
+	for _, name := range r.unknown {
+		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("unknown field %q", name)})
+	}
+	if r.unlisted > 0 {
+		problems = append(problems, fieldProblem{Detail: fmt.Sprintf("and %d more unknown fields", r.unlisted)})
+	}
+	for _, name := range r.repeated {
+		problems = append(problems, fieldProblem{Field: name, Detail: fmt.Sprintf("field %q is given more than once", name)})
+	}
+	return problems
+}
+
+// fieldProblem says what is wrong with postFields[i], after its name, or
+// "" when nothing is.
+func (r *postReading) fieldProblem(i int) string {
+	switch {
+	case !r.seen[i]:
+		return "is required"
+	case r.values[i] == nil:
+		return "must be a string, not " + r.notString[i]
+	case r.notText[i] != "":
+		return r.notText[i]
+	case strings.TrimSpace(*r.values[i]) == "":
+		return "must not be empty"
+	}
+	return ""
 }
 
 // textProblem says why raw, a JSON string as it arrived, is not text that
@@ -286,28 +325,18 @@ func decodePlain(b []byte) (req postMessageRequest, ok bool) {
 	}
 	var seen [2]bool
 	for n := range 2 {
-		i = skipJSONSpace(b, i+1)
-		ks, ke, ok := plainJSONString(b, i)
-		if !ok {
+		name, value, end, ok := plainMember(b, skipJSONSpace(b, i+1))
+		switch {
+		case !ok:
 			return req, false
-		}
-		i = skipJSONSpace(b, ke+1)
-		if i == len(b) || b[i] != ':' {
-			return req, false
-		}
-		vs, ve, ok := plainJSONString(b, skipJSONSpace(b, i+1))
-		if !ok {
-			return req, false
-		}
-		switch field := string(b[ks:ke]); {
-		case field == "destination" && !seen[0]:
-			seen[0], req.Destination = true, string(b[vs:ve])
-		case field == "body" && !seen[1]:
-			seen[1], req.Body = true, string(b[vs:ve])
+		case string(name) == "destination" && !seen[0]:
+			seen[0], req.Destination = true, string(value)
+		case string(name) == "body" && !seen[1]:
+			seen[1], req.Body = true, string(value)
 		default:
 			return req, false
 		}
-		i = skipJSONSpace(b, ve+1)
+		i = skipJSONSpace(b, end)
 		if i == len(b) || b[i] != ",}"[n] {
 			return req, false
 		}
@@ -316,6 +345,25 @@ func decodePlain(b []byte) (req postMessageRequest, ok bool) {
 		return req, false
 	}
 	return req, true
+}
+
+// plainMember reads the member "name": "value" that starts at b[i] when
+// both strings are plain (plainJSONString), and returns the index just
+// past the value.
+func plainMember(b []byte, i int) (name, value []byte, end int, ok bool) {
+	ks, ke, ok := plainJSONString(b, i)
+	if !ok {
+		return nil, nil, 0, false
+	}
+	i = skipJSONSpace(b, ke+1)
+	if i == len(b) || b[i] != ':' {
+		return nil, nil, 0, false
+	}
+	vs, ve, ok := plainJSONString(b, skipJSONSpace(b, i+1))
+	if !ok {
+		return nil, nil, 0, false
+	}
+	return b[ks:ke], b[vs:ve], ve + 1, true
 }
 
 // skipJSONSpace returns the index of the first byte at or after i that is
