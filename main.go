@@ -84,35 +84,8 @@ const (
 // has finished, or when courier cannot start.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) > 1 {
-		switch args[1] {
-		case "-h", "-help", "--help", "help":
-			fmt.Fprint(stdout, usage())
-			return exitOK
-		case "serve":
-			if len(args) > 2 {
-				if h := args[2]; h == "-h" || h == "-help" || h == "--help" || h == "help" {
-					fmt.Fprint(stdout, usage())
-					return exitOK
-				}
-				fmt.Fprintf(stderr, "courier serve: unexpected argument %q: %s\n", args[2], configuredByEnvironment(args[2:]))
-				return exitUsage
-			}
-		case "messageapp":
-			return runMessageapp(ctx, args[2:], getenv, stdout, stderr)
-		case "load":
-			return runLoad(ctx, args[2:], stdout, stderr)
-		case "demo":
-			return runDemo(ctx, args[2:], stdout, stderr)
-		case "healthcheck":
-			return runHealthcheck(ctx, args[2:], getenv, stderr)
-		default:
-			if strings.HasPrefix(args[1], "-") {
-				fmt.Fprintf(stderr, "courier: unknown flag %q: %s\n", args[1], configuredByEnvironment(args[1:]))
-			} else {
-				fmt.Fprintf(stderr, "courier: unknown command %q\n", args[1])
-			}
-			fmt.Fprintln(stderr, "usage: courier [serve | messageapp | load | demo | healthcheck | help] (courier -h says more)")
-			return exitUsage
+		if code, done := runCommand(ctx, args, getenv, stdout, stderr); done {
+			return code
 		}
 	}
 	cfg, err := loadConfig(getenv)
@@ -135,15 +108,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitFailed
 	}
 	// Listen before anything else starts: a port in use is one clear line.
-	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	ln, err := listen(&cfg)
 	if err != nil {
-		return startFailed(fmt.Errorf("listen on port %d: %w", cfg.Port, err))
-	}
-	if cfg.AdminAddr != "" {
-		if cfg.adminListener, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-			ln.Close()
-			return startFailed(fmt.Errorf("listen on ADMIN_ADDR %s: %w", cfg.AdminAddr, err))
-		}
+		return startFailed(err)
 	}
 	if cfg.MessageappURL == "" {
 		sim, url, stopSim, err := startEmbeddedSimulator(log)
@@ -172,6 +139,70 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitFailed
 	}
 	return exitOK
+}
+
+// runCommand runs the command args name, other than serving, and reports
+// whether it did; serving is left to run.
+func runCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int, done bool) {
+	if isHelp(args[1]) {
+		fmt.Fprint(stdout, usage())
+		return exitOK, true
+	}
+	switch args[1] {
+	case "serve":
+		return serveArgs(args[2:], stdout, stderr)
+	case "messageapp":
+		return runMessageapp(ctx, args[2:], getenv, stdout, stderr), true
+	case "load":
+		return runLoad(ctx, args[2:], stdout, stderr), true
+	case "demo":
+		return runDemo(ctx, args[2:], stdout, stderr), true
+	case "healthcheck":
+		return runHealthcheck(ctx, args[2:], getenv, stderr), true
+	}
+	if strings.HasPrefix(args[1], "-") {
+		fmt.Fprintf(stderr, "courier: unknown flag %q: %s\n", args[1], configuredByEnvironment(args[1:]))
+	} else {
+		fmt.Fprintf(stderr, "courier: unknown command %q\n", args[1])
+	}
+	fmt.Fprintln(stderr, "usage: courier [serve | messageapp | load | demo | healthcheck | help] (courier -h says more)")
+	return exitUsage, true
+}
+
+// serveArgs answers arguments after `courier serve`, which takes none but
+// help, and reports whether it did.
+func serveArgs(args []string, stdout, stderr io.Writer) (code int, done bool) {
+	switch {
+	case len(args) == 0:
+		return exitOK, false
+	case isHelp(args[0]):
+		fmt.Fprint(stdout, usage())
+		return exitOK, true
+	default:
+		fmt.Fprintf(stderr, "courier serve: unexpected argument %q: %s\n", args[0], configuredByEnvironment(args))
+		return exitUsage, true
+	}
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
+// listen listens on PORT and, when it is set, on ADMIN_ADDR (into cfg),
+// closing the first if the second fails.
+func listen(cfg *config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("listen on port %d: %w", cfg.Port, err)
+	}
+	if cfg.AdminAddr != "" {
+		if cfg.adminListener, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen on ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
+		}
+	}
+	return ln, nil
 }
 
 // configuredByEnvironment answers arguments given to courier serve: it is
@@ -391,11 +422,25 @@ func (in *instance) shutdown(hurry <-chan struct{}) error {
 	hurried := in.drain(hurry)
 	svc.queue.Stop() // the senders are gone: nothing more is due
 
-	// Event streams end, then in-flight requests get a last moment to
-	// finish (none if hurried); POSTs among them were already answered 503
-	// shutting_down.
-	close(in.stopHub)
+	close(in.stopHub) // event streams end first
 	<-svc.hub.done
+	err := in.stopHTTP(hurried, hurry)
+	undelivered, spooled := in.keepUndelivered()
+	counts := svc.store.Counts()
+	stopped := log.Info().Str("event", "stopped").Int("undelivered", undelivered).Int("spooled", spooled).Int64("accepted", counts.Accepted)
+	for _, r := range statusRules {
+		if r.final {
+			stopped = stopped.Int64(string(r.status), counts.Of(r.status))
+		}
+	}
+	stopped.Msg("courier stopped")
+	return err
+}
+
+// stopHTTP shuts the HTTP servers down, giving the requests in flight a
+// last moment to finish (none if hurried, or once hurry closes); POSTs
+// among them were already answered 503 shutting_down.
+func (in *instance) stopHTTP(hurried bool, hurry <-chan struct{}) error {
 	httpCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if hurried {
@@ -423,35 +468,33 @@ func (in *instance) shutdown(hurry <-chan struct{}) error {
 			err = errors.Join(err, fmt.Errorf("admin http server: %w", serveErr))
 		}
 	}
+	return err
+}
 
-	undelivered := svc.store.Unfinished()
-	spooled := 0
-	if in.cfg.SpoolDir != "" && len(undelivered) > 0 {
+// keepUndelivered spools the messages shutdown leaves undelivered
+// (SPOOL_DIR), or else logs each of them; it returns how many there are
+// and how many were spooled.
+func (in *instance) keepUndelivered() (undelivered, spooled int) {
+	svc, log := in.svc, in.log
+	messages := svc.store.Unfinished()
+	if in.cfg.SpoolDir != "" && len(messages) > 0 {
 		path := spoolPath(in.cfg.SpoolDir, in.cfg.Replica)
 		if err := writeSpool(path, svc.store.Pending(), time.Now()); err != nil {
 			log.Error().Str("event", "spool_failed").Str("file", path).Err(err).
 				Msg("could not spool the undelivered messages for the next start; listing them instead")
 		} else {
-			spooled = len(undelivered)
+			spooled = len(messages)
 			log.Info().Str("event", "spooled").Str("file", path).Int("count", spooled).
 				Msg("kept the undelivered messages for the next start")
 		}
 	}
 	if spooled == 0 {
-		for _, m := range undelivered {
+		for _, m := range messages {
 			log.Warn().Str("event", "undelivered").Str("id", m.ID).Str("status", string(m.Status)).
 				Int("attempts", m.Attempts).Msg("message not delivered before shutdown")
 		}
 	}
-	counts := svc.store.Counts()
-	stopped := log.Info().Str("event", "stopped").Int("undelivered", len(undelivered)).Int("spooled", spooled).Int64("accepted", counts.Accepted)
-	for _, r := range statusRules {
-		if r.final {
-			stopped = stopped.Int64(string(r.status), counts.Of(r.status))
-		}
-	}
-	stopped.Msg("courier stopped")
-	return err
+	return len(messages), spooled
 }
 
 // drain waits for the senders to finish what is queued, at most until
