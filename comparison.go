@@ -153,7 +153,7 @@ func (r comparisonRun) total(f func(phaseTally) int64) int64 {
 	return n
 }
 
-// ageMax is the oldest message at delivery, over the run.
+// ageMaxAll is the oldest message at delivery, over the run.
 func (r comparisonRun) ageMaxAll() time.Duration {
 	var m time.Duration
 	for _, p := range r.phases {
@@ -439,14 +439,16 @@ func printComparison(out io.Writer, p withoutPattern, on, off comparisonRun) {
 		}
 		return fmt.Sprintf("%s after", round(r.recovered))
 	}
-	sum := func(r comparisonRun, f func(phaseTally) int64) int64 { return r.total(f) }
 	fmt.Fprintf(out, "summary\n")
 	row("calls into messageapp while degraded", on.episode().callsIn, off.episode().callsIn)
 	row("messageapp's peak backlog (calls waiting)", on.peakBacklog, off.peakBacklog)
 	row("backlog empty again, after the episode", recovered(on), recovered(off))
-	row("messages delivered", sum(on, func(t phaseTally) int64 { return t.delivered }), sum(off, func(t phaseTally) int64 { return t.delivered }))
-	row("delivery unknown", sum(on, func(t phaseTally) int64 { return t.unknown }), sum(off, func(t phaseTally) int64 { return t.unknown }))
-	row("failed", sum(on, func(t phaseTally) int64 { return t.failed }), sum(off, func(t phaseTally) int64 { return t.failed }))
+	delivered := func(t phaseTally) int64 { return t.delivered }
+	unknown := func(t phaseTally) int64 { return t.unknown }
+	failed := func(t phaseTally) int64 { return t.failed }
+	row("messages delivered", on.total(delivered), off.total(delivered))
+	row("delivery unknown", on.total(unknown), off.total(unknown))
+	row("failed", on.total(failed), off.total(failed))
 	row("client 503s", on.rejected(), off.rejected())
 	row("circuit opened", on.opens, off.opens)
 	row("longest call to messageapp", round(on.longestAttempt), round(off.longestAttempt))
