@@ -4,6 +4,7 @@ package main
 // else in courier reads the environment.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -197,24 +198,8 @@ func parseProblems(err error, t reflect.Type, environ map[string]string) configE
 // validate checks ranges and the rules between variables, and returns a
 // problem for each variable that breaks one.
 func (c config) validate() []*configError {
-	var errs []*configError
-	bad := func(name string) bool {
-		return slices.ContainsFunc(errs, func(e *configError) bool { return e.Var == name })
-	}
-	problem := func(field string, value any, relative string) {
-		f, _ := reflect.TypeFor[config]().FieldByName(field)
-		allowed := f.Tag.Get("allowed")
-		if relative != "" {
-			allowed += " (" + relative + ")"
-		}
-		errs = append(errs, &configError{Var: f.Tag.Get("env"), Value: fmt.Sprint(value), Allowed: allowed})
-	}
-	intRanges := []struct {
-		field    string
-		v        int
-		min, max int
-		relative string // the other variable a limit comes from, named first
-	}{
+	var v validation
+	checkRanges(&v, []rangeRule[int]{
 		{"Port", c.Port, 0, 65535, ""},
 		{"QueueMaxSize", c.QueueMaxSize, 1, 1_000_000, ""},
 		{"QueueRecovery", c.QueueRecovery, 0, c.QueueMaxSize - 1, fmt.Sprintf("QUEUE_MAX_SIZE is %d", c.QueueMaxSize)},
@@ -223,58 +208,85 @@ func (c config) validate() []*configError {
 		{"BreakerThreshold", c.BreakerThreshold, 1, 10_000, ""},
 		{"MessagesRetained", c.MessagesRetained, 0, 10_000_000, ""},
 		{"MaxConnections", c.MaxConnections, 1, 1_000_000, ""},
-	}
-	for _, r := range intRanges {
-		if r.relative != "" && bad(strings.Fields(r.relative)[0]) {
-			continue // the limit itself is wrong; that is the problem to fix
-		}
-		if r.v < r.min || r.v > r.max {
-			problem(r.field, r.v, r.relative)
-		}
-	}
-	durRanges := []struct {
-		field    string
-		v        time.Duration
-		min, max time.Duration
-		relative string
-	}{
+	})
+	checkRanges(&v, []rangeRule[time.Duration]{
 		{"MessageappTimeout", c.MessageappTimeout, time.Millisecond, 5 * time.Minute, ""},
 		{"BackoffInitial", c.BackoffInitial, time.Millisecond, 10 * time.Minute, ""},
 		{"BackoffMax", c.BackoffMax, c.BackoffInitial, time.Hour, fmt.Sprintf("BREAKER_BACKOFF_INITIAL is %s", c.BackoffInitial)},
 		{"RetryInitial", c.RetryInitial, time.Millisecond, time.Minute, ""},
 		{"RetryMax", c.RetryMax, c.RetryInitial, 10 * time.Minute, fmt.Sprintf("RETRY_BACKOFF_INITIAL is %s", c.RetryInitial)},
 		{"ShutdownTimeout", c.ShutdownTimeout, 0, 10 * time.Minute, ""},
+	})
+	// Unset means "start the built-in simulator".
+	v.check(c.MessageappURL == "" || validMessageappURL(c.MessageappURL), "MessageappURL", redactURL(c.MessageappURL))
+	_, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel))
+	v.check(err == nil, "LogLevel", c.LogLevel)
+	v.check(strings.EqualFold(c.ConcurrencyLimit, "adaptive") || strings.EqualFold(c.ConcurrencyLimit, "fixed"), "ConcurrencyLimit", c.ConcurrencyLimit)
+	v.check(strings.EqualFold(c.LogFormat, "json") || strings.EqualFold(c.LogFormat, "console"), "LogFormat", c.LogFormat)
+	v.check(c.AdminAddr == "" || validAddr(c.AdminAddr), "AdminAddr", c.AdminAddr)
+	v.check(c.Replica == "" || validReplica(c.Replica), "Replica", c.Replica)
+	return v.errs
+}
+
+// validation collects validate's problems, one per variable.
+type validation struct{ errs []*configError }
+
+// bad reports whether variable name already has a problem.
+func (v *validation) bad(name string) bool {
+	return slices.ContainsFunc(v.errs, func(e *configError) bool { return e.Var == name })
+}
+
+// problem records that field's value does not fit its allowed tag, with
+// the other variable a limit comes from (relative), if any.
+func (v *validation) problem(field string, value any, relative string) {
+	f, _ := reflect.TypeFor[config]().FieldByName(field)
+	allowed := f.Tag.Get("allowed")
+	if relative != "" {
+		allowed += " (" + relative + ")"
 	}
-	for _, r := range durRanges {
-		if r.relative != "" && bad(strings.Fields(r.relative)[0]) {
+	v.errs = append(v.errs, &configError{Var: f.Tag.Get("env"), Value: fmt.Sprint(value), Allowed: allowed})
+}
+
+// check records a problem with field's value unless ok.
+func (v *validation) check(ok bool, field string, value any) {
+	if !ok {
+		v.problem(field, value, "")
+	}
+}
+
+// rangeRule is a variable's range: its field, value and bounds, and the
+// other variable a bound comes from, named first ("QUEUE_MAX_SIZE is 10").
+type rangeRule[T cmp.Ordered] struct {
+	field    string
+	v        T
+	min, max T
+	relative string
+}
+
+// checkRanges records a problem for each value outside its range; a bound
+// taken from a variable that is itself wrong is not checked, since that
+// variable is the problem to fix.
+func checkRanges[T cmp.Ordered](v *validation, rules []rangeRule[T]) {
+	for _, r := range rules {
+		if r.relative != "" && v.bad(strings.Fields(r.relative)[0]) {
 			continue
 		}
 		if r.v < r.min || r.v > r.max {
-			problem(r.field, r.v, r.relative)
+			v.problem(r.field, r.v, r.relative)
 		}
 	}
-	// Unset means "start the built-in simulator".
-	if u, err := url.Parse(c.MessageappURL); c.MessageappURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-		problem("MessageappURL", redactURL(c.MessageappURL), "")
-	}
-	if _, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel)); err != nil {
-		problem("LogLevel", c.LogLevel, "")
-	}
-	if !strings.EqualFold(c.ConcurrencyLimit, "adaptive") && !strings.EqualFold(c.ConcurrencyLimit, "fixed") {
-		problem("ConcurrencyLimit", c.ConcurrencyLimit, "")
-	}
-	if !strings.EqualFold(c.LogFormat, "json") && !strings.EqualFold(c.LogFormat, "console") {
-		problem("LogFormat", c.LogFormat, "")
-	}
-	if c.AdminAddr != "" {
-		if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil || !validPort(port) {
-			problem("AdminAddr", c.AdminAddr, "")
-		}
-	}
-	if c.Replica != "" && !validReplica(c.Replica) {
-		problem("Replica", c.Replica, "")
-	}
-	return errs
+}
+
+// validMessageappURL accepts an absolute http:// or https:// URL.
+func validMessageappURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// validAddr accepts host:port with a valid port.
+func validAddr(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && validPort(port)
 }
 
 // checkSpoolDir checks what loadConfig leaves alone, since it touches the
@@ -360,12 +372,7 @@ func readTokens(list, file string, readFile func(string) ([]byte, error)) ([]str
 		if err != nil {
 			return nil, &configError{Var: "API_TOKENS_FILE", Value: file, Allowed: allowed("APITokensFile") + " (" + err.Error() + ")"}
 		}
-		name, entries = "API_TOKENS_FILE", nil
-		for line := range strings.Lines(string(b)) {
-			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-				entries = append(entries, line)
-			}
-		}
+		name, entries = "API_TOKENS_FILE", tokenLines(b)
 	case list == "":
 		return nil, nil
 	}
@@ -375,16 +382,7 @@ func readTokens(list, file string, readFile func(string) ([]byte, error)) ([]str
 		if t == "" && name == "API_TOKENS" {
 			continue // a trailing comma
 		}
-		what := ""
-		switch {
-		case len(t) < minTokenLen:
-			what = fmt.Sprintf("is %d characters", len(t))
-		case !validToken(t):
-			what = "holds a character a bearer token may not"
-		case slices.Contains(tokens, t):
-			what = "repeats an earlier one"
-		}
-		if what != "" {
+		if what := tokenProblem(t, tokens); what != "" {
 			return nil, &configError{Var: name, Value: fmt.Sprintf("(not shown) token %d of %d %s", i+1, len(entries), what),
 				Allowed: allowed("APITokens")}
 		}
@@ -394,6 +392,32 @@ func readTokens(list, file string, readFile func(string) ([]byte, error)) ([]str
 		return nil, &configError{Var: name, Value: "(no token)", Allowed: allowed("APITokens")}
 	}
 	return tokens, nil
+}
+
+// tokenLines are the lines of a tokens file that hold one, trimmed: not
+// blank, not a # comment.
+func tokenLines(b []byte) []string {
+	var lines []string
+	for line := range strings.Lines(string(b)) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
+// tokenProblem says what is wrong with token t, given the ones before it,
+// without showing it, or "" when nothing is.
+func tokenProblem(t string, earlier []string) string {
+	switch {
+	case len(t) < minTokenLen:
+		return fmt.Sprintf("is %d characters", len(t))
+	case !validToken(t):
+		return "holds a character a bearer token may not"
+	case slices.Contains(earlier, t):
+		return "repeats an earlier one"
+	}
+	return ""
 }
 
 // validToken accepts RFC 6750's b64token: letters, digits, "-._~+/", then
