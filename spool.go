@@ -167,50 +167,17 @@ func readSpool(path string) ([]spoolRecord, error) {
 		return nil, err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), maxSpoolLine)
-	line := 0
-	bad := func(format string, args ...any) error {
-		return &spoolError{File: path, Line: line, Reason: fmt.Sprintf(format, args...)}
-	}
-	next := func(v any) error {
-		line++
-		if !sc.Scan() {
-			if err := sc.Err(); err != nil {
-				return bad("%v", err)
-			}
-			return io.EOF
-		}
-		if !utf8.Valid(sc.Bytes()) {
-			return bad("not valid UTF-8")
-		}
-		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(v); err != nil {
-			return bad("%v", err)
-		}
-		if dec.More() {
-			return bad("more than one JSON value")
-		}
-		return nil
-	}
-
-	var h spoolHeader
-	switch err := next(&h); {
-	case errors.Is(err, io.EOF):
-		return nil, bad("empty file, not a spool")
-	case err != nil:
+	sr := &spoolReader{path: path, sc: bufio.NewScanner(f)}
+	sr.sc.Buffer(make([]byte, 0, 64<<10), maxSpoolLine)
+	h, err := sr.header()
+	if err != nil {
 		return nil, err
-	case h.Spool != spoolVersion:
-		return nil, bad("courier_spool is %d; this courier reads version %d", h.Spool, spoolVersion)
-	case h.Messages < 0:
-		return nil, bad("messages is %d", h.Messages)
 	}
 	recs := make([]spoolRecord, 0, min(h.Messages, 1<<16))
-	ids, keys := make(map[string]bool), make(map[string]bool)
+	seen := spoolSeen{ids: make(map[string]bool), keys: make(map[string]bool)}
 	for {
 		var r spoolRecord
-		err := next(&r)
+		err := sr.next(&r)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -218,26 +185,93 @@ func readSpool(path string) ([]spoolRecord, error) {
 			return nil, err
 		}
 		if len(recs) == h.Messages {
-			return nil, bad("more messages than the header's %d", h.Messages)
+			return nil, sr.bad("more messages than the header's %d", h.Messages)
 		}
 		if why := r.problem(); why != "" {
-			return nil, bad("%s", why)
+			return nil, sr.bad("%s", why)
 		}
-		if ids[r.ID] {
-			return nil, bad("id %s is there twice", r.ID)
-		}
-		ids[r.ID] = true
-		if k := r.Client + "\x00" + r.Key; r.Key != "" && keys[k] {
-			return nil, bad("idempotency_key %q is there twice", r.Key)
-		} else if r.Key != "" {
-			keys[k] = true
+		if why := seen.add(r); why != "" {
+			return nil, sr.bad("%s", why)
 		}
 		recs = append(recs, r)
 	}
 	if len(recs) != h.Messages {
-		return nil, bad("the file ends after %d of the header's %d messages", len(recs), h.Messages)
+		return nil, sr.bad("the file ends after %d of the header's %d messages", len(recs), h.Messages)
 	}
 	return recs, nil
+}
+
+// spoolReader reads a spool one line, one JSON value, at a time.
+type spoolReader struct {
+	path string
+	sc   *bufio.Scanner
+	line int // the line last read, from 1
+}
+
+// bad is a *spoolError at the line last read.
+func (sr *spoolReader) bad(format string, args ...any) error {
+	return &spoolError{File: sr.path, Line: sr.line, Reason: fmt.Sprintf(format, args...)}
+}
+
+// next decodes the next line into v, or returns io.EOF at the end.
+func (sr *spoolReader) next(v any) error {
+	sr.line++
+	if !sr.sc.Scan() {
+		if err := sr.sc.Err(); err != nil {
+			return sr.bad("%v", err)
+		}
+		return io.EOF
+	}
+	if !utf8.Valid(sr.sc.Bytes()) {
+		return sr.bad("not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(sr.sc.Bytes()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return sr.bad("%v", err)
+	}
+	if dec.More() {
+		return sr.bad("more than one JSON value")
+	}
+	return nil
+}
+
+// header reads the first line, which says the spool's version and how
+// many messages follow.
+func (sr *spoolReader) header() (spoolHeader, error) {
+	var h spoolHeader
+	switch err := sr.next(&h); {
+	case errors.Is(err, io.EOF):
+		return h, sr.bad("empty file, not a spool")
+	case err != nil:
+		return h, err
+	case h.Spool != spoolVersion:
+		return h, sr.bad("courier_spool is %d; this courier reads version %d", h.Spool, spoolVersion)
+	case h.Messages < 0:
+		return h, sr.bad("messages is %d", h.Messages)
+	}
+	return h, nil
+}
+
+// spoolSeen is the ids and the client's idempotency keys a spool has
+// held so far: each may be there once.
+type spoolSeen struct{ ids, keys map[string]bool }
+
+// add records r's id and key, or says which of them is there twice.
+func (s spoolSeen) add(r spoolRecord) string {
+	if s.ids[r.ID] {
+		return fmt.Sprintf("id %s is there twice", r.ID)
+	}
+	s.ids[r.ID] = true
+	if r.Key == "" {
+		return ""
+	}
+	k := r.Client + "\x00" + r.Key
+	if s.keys[k] {
+		return fmt.Sprintf("idempotency_key %q is there twice", r.Key)
+	}
+	s.keys[k] = true
+	return ""
 }
 
 // validClientID accepts what clientID makes: 16 lowercase hex characters.
