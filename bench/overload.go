@@ -48,7 +48,7 @@ func benchOverload(rep *report, dir, courierBin string, d time.Duration) error {
 		runs[mode] = r
 		rep.printf("  %-8s: goodput %5.1f msg/s = %.2f × capacity; %4.1f %% of %5.0f attempts timed out; messageapp finished %5.1f calls/s (%.1f for no one); circuit opened %.0f times; %2.0f %% of POSTs refused\n",
 			mode, r.goodput, r.goodput/overloadCapacity, 100*r.timeouts/max(r.attempts, 1), r.attempts, r.appOK,
-			r.appOK-r.goodput, r.opens, r.refusedPct)
+			max(0, r.appOK-r.goodput), r.opens, r.refusedPct)
 	}
 	fixed, adaptive := runs["fixed"], runs["adaptive"]
 	rep.printf("  ratio goodput adaptive ÷ fixed: %.2f\n", adaptive.goodput/max(fixed.goodput, 0.1))
