@@ -359,7 +359,7 @@ func compareOnce(ctx context.Context, cfg config, sc comparisonScenario, seed ui
 		ph.callsIn = b.received - a.received
 		ph.delivered = b.counts.Sent - a.counts.Sent
 		ph.failed = b.counts.Failed - a.counts.Failed
-		ph.unknown = b.counts.Timeout + b.counts.ConnectionLost - a.counts.Timeout - a.counts.ConnectionLost
+		ph.unknown = b.counts.deliveryUnknown() - a.counts.deliveryUnknown()
 		ph.rejected = b.load.rejectedTotal() - a.load.rejectedTotal()
 		ph.posts = b.load.Requests - a.load.Requests
 		ph.latencies = b.load.Latencies[min(len(a.load.Latencies), len(b.load.Latencies)):]

@@ -218,7 +218,7 @@ func demoChecklist(out io.Writer, cfg config, w *demoWatcher, m Counts, sent loa
 	}{
 		{m.Sent > 0, fmt.Sprintf("messages delivered (sent: %d)", m.Sent)},
 		{m.Timeout > 0, fmt.Sprintf("calls abandoned at the %s deadline, never sent again: delivery unknown (%s)",
-			cfg.MessageappTimeout, m.unknownDelivery())},
+			cfg.MessageappTimeout, m.unknownTerms())},
 		{w.outcome(OutcomeMessageappError) > 0, fmt.Sprintf("messageapp answered errors, retried after a backoff (messageapp_error: %d)", w.outcome(OutcomeMessageappError))},
 		{w.count(circuitEvent(CircuitOpen)) > 0, "circuit opened " + times(w.count(circuitEvent(CircuitOpen)))},
 		{w.outcome(OutcomeBreakerOpen) > 0, fmt.Sprintf("messages refused by the open circuit, nothing sent (breaker_open: %d)", w.outcome(OutcomeBreakerOpen))},

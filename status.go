@@ -141,9 +141,21 @@ func (c Counts) Balance() string {
 	return fmt.Sprintf("accepted %d = %s", c.Accepted, strings.Join(terms, " + "))
 }
 
-// unknownDelivery is c's final statuses whose delivery is unknown, for
+// deliveryUnknown is how many messages ended in a status whose delivery
+// is unknown.
+func (c Counts) deliveryUnknown() int64 {
+	var n int64
+	for _, r := range statusRules {
+		if r.unknown {
+			n += c.Of(r.status)
+		}
+	}
+	return n
+}
+
+// unknownTerms is c's final statuses whose delivery is unknown, for
 // people: "timeout: 3, and connection_lost: 1".
-func (c Counts) unknownDelivery() string {
+func (c Counts) unknownTerms() string {
 	var terms []string
 	for _, r := range statusRules {
 		if r.unknown {

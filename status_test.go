@@ -63,6 +63,9 @@ func theInvariantSumsEveryStatus(t *testing.T) {
 		if !strings.Contains(c.Balance(), string(r.status)+" 1") {
 			t.Errorf("balance %q does not show %s", c.Balance(), r.status)
 		}
+		if want := map[bool]int64{true: 1}[r.unknown]; c.deliveryUnknown() != want {
+			t.Errorf("one message %s: delivery unknown for %d, want %d", r.status, c.deliveryUnknown(), want)
+		}
 		c.Accepted = 2
 		if c.Balanced() {
 			t.Errorf("two accepted, one %s: balanced, want not", r.status)
