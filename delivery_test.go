@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -471,6 +472,11 @@ func TestRetryAfterIsSecondsOrAnHTTPDate(t *testing.T) {
 		{"-3", 0},
 		{"soon", 0},
 		{"1.5", 0},
+		// delay-seconds has no upper bound (RFC 9110 §10.2.3): a value past
+		// what a Duration holds asks for the longest wait, not none.
+		{"4294967296", 4294967296 * time.Second},
+		{"99999999999", math.MaxInt64},
+		{"123456789012345678901234567890", math.MaxInt64},
 	}
 	for _, tt := range tests {
 		if got := retryAfter(tt.value, now); got != tt.want {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -220,13 +221,19 @@ func (c *messageappClient) unanswered(ctx, callCtx context.Context, p *callProgr
 
 // retryAfter is how long a Retry-After header asks to wait (RFC 9110
 // §10.2.3): delay-seconds or an HTTP date, measured from now. Anything
-// else, or a date already past, is zero.
+// else, or a date already past, is zero. delay-seconds has no upper
+// bound: more seconds than a Duration holds is the longest Duration (the
+// backoff caps every wait at RETRY_BACKOFF_MAX).
 func retryAfter(value string, now time.Time) time.Duration {
 	if value == "" {
 		return 0
 	}
-	if secs, err := strconv.ParseUint(value, 10, 32); err == nil {
+	secs, err := strconv.ParseUint(value, 10, 64)
+	if err == nil && secs <= math.MaxInt64/uint64(time.Second) {
 		return time.Duration(secs) * time.Second
+	}
+	if err == nil || errors.Is(err, strconv.ErrRange) {
+		return math.MaxInt64
 	}
 	if at, err := http.ParseTime(value); err == nil {
 		return max(0, at.Sub(now))
