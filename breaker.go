@@ -122,27 +122,33 @@ const (
 // without running fn otherwise. fn's error counts as a failure unless
 // isFailure says it does not (for example, a call aborted by shutdown).
 func (b *Breaker) Call(ctx context.Context, fn func(context.Context) error, isFailure func(error) bool) error {
-	role, err := b.admit()
-	if err != nil {
-		return err
+	// Closed (not tripped): Ready() would say yes with no side effect, so
+	// the common case skips admit and its lock. A trip that lands right
+	// after this check is the same race as one that lands right after Ready().
+	role := ordinaryCall
+	if b.cb.Tripped() {
+		var err error
+		if role, err = b.admit(); err != nil {
+			return err
+		}
 	}
-	err = fn(ctx)
-	if role == probeCall {
+	err := fn(ctx)
+	switch {
+	case role == probeCall:
 		b.settleProbe(err, isFailure)
-	} else {
+	case err == nil && !b.cb.Tripped() && b.cb.ConsecFailures() == 0:
+		// A success on a closed circuit with no failures to forget changes
+		// nothing, and skips the lock: the backoff was reset when the count
+		// last went to zero.
+	default:
 		b.settleCall(err, isFailure)
 	}
 	return err
 }
 
-// admit says whether a call may go now, and as what; ErrCircuitOpen if not.
+// admit says whether a call may go now that the circuit has tripped, and
+// as what; ErrCircuitOpen if not.
 func (b *Breaker) admit() (callRole, error) {
-	// Closed (not tripped): Ready() would say yes with no side effect, so
-	// the common case skips the lock. A trip that lands right after this
-	// check is the same race as one that lands right after Ready().
-	if !b.cb.Tripped() {
-		return ordinaryCall, nil
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.view.Load().state == CircuitHalfOpen || !b.cb.Ready() {
@@ -184,11 +190,6 @@ func (b *Breaker) settleProbe(err error, isFailure func(error) bool) {
 // (the probe decides) nor restart the open period as the library's Fail
 // would: the probe is due when the log said it would be.
 func (b *Breaker) settleCall(err error, isFailure func(error) bool) {
-	// A success on a closed circuit with no failures to forget changes
-	// nothing: the backoff was reset when the count last went to zero.
-	if err == nil && !b.cb.Tripped() && b.cb.ConsecFailures() == 0 {
-		return
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
