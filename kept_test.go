@@ -127,3 +127,62 @@ func TestAMessageQueuedWhileTheCircuitIsOpenSaysWhyItWaits(t *testing.T) {
 		}
 	}
 }
+
+func TestTheOpenCircuitHoldsAMessageForTheProbeWhileEveryCallSlotIsTaken(t *testing.T) {
+	// The adaptive limit's regression: at a limit of 1, its slot held by a
+	// call that hangs, every sender waited for that slot before taking a
+	// message, so none held one for the probe and the open circuit logged
+	// no breaker_open line. Holding the probe needs no call slot; the
+	// probe's call does, and waits for one.
+	app := newFakeMessageapp(t, modeOK)
+	logs := &logBuffer{}
+	log := zerolog.New(logs)
+	lim := NewLimiter(2, true, frozenLaw(1), log, observers(nil))
+	q := NewQueue(10, 5, log, observers(nil), time.Now)
+	br := NewBreaker(1, 200*time.Millisecond, 200*time.Millisecond, clock.New(), log, observers(nil))
+	store := NewStore(10, time.Now)
+	client := newMessageappClient(app.URL(), time.Second, 2)
+	defer client.Close()
+	p := NewSenders(lim, 3, newRetryBackoff(time.Millisecond, time.Millisecond), q, br, store, client, log, observers(nil))
+
+	hanging := startCall(t, lim) // the limit's one slot, in a call that has not answered
+	_ = br.Call(context.Background(), func(context.Context) error { return errors.New("messageapp failed") }, func(error) bool { return true })
+	if st, _ := br.State(); st != CircuitOpen || lim.Limit() != 1 {
+		t.Fatalf("setup: circuit %s, limit %d; want open, 1", st, lim.Limit())
+	}
+	d := store.Add("m", "d", "b", "")
+	if !q.Offer(d, func() bool { return true }) {
+		t.Fatal("setup: the queue refused m")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.Start(ctx)
+	defer p.Wait()
+	defer cancel()
+
+	eventually(t, 5*time.Second, "a breaker_open line for m, held for the probe", func() bool {
+		return len(logs.entries(map[string]any{"outcome": "breaker_open", "id": "m", "then": keptForProbe})) > 0
+	})
+	if st, _ := br.State(); st != CircuitOpen {
+		t.Errorf("circuit when m was held for the probe: got %s, want open", st)
+	}
+
+	// The probe is due, but its call needs the slot the hanging call holds.
+	eventually(t, 5*time.Second, "the probe's sender to wait for a call slot", func() bool {
+		return br.OpenLeft() == 0 && parkedIn("(*Limiter).acquire")
+	})
+	if calls, inFlight := app.calls.Load(), lim.InFlight(); calls != 0 || inFlight != 1 {
+		t.Errorf("while the only slot is held: %d calls reached messageapp, %d in flight; want 0 and 1 (the limit)", calls, inFlight)
+	}
+	lim.end(hanging, callTimedOut)
+	lim.release(hanging)
+	eventually(t, 5*time.Second, "m sent by the probe", func() bool {
+		m, _ := store.Get("", "m")
+		return m.Status == StatusSent
+	})
+	if st, _ := br.State(); st != CircuitClosed || app.calls.Load() != 1 {
+		t.Errorf("after the probe: circuit %s, %d calls; want closed, 1", st, app.calls.Load())
+	}
+	if n := len(logs.entries(map[string]any{"outcome": "breaker_open", "id": "m"})); n != 1 {
+		t.Errorf("breaker_open lines for m: got %d, want 1 (one open period)", n)
+	}
+}

@@ -3,9 +3,11 @@ package main
 // limiter.go decides how many calls to messageapp may be in flight (SPEC
 // §12): an adaptive limit between 1 and SENDERS. failsafe-go's
 // adaptivelimiter moves it with the latency of the calls; a failed call
-// halves what is allowed until calls succeed again. A sender holds a slot
-// from before it takes a message until it is done with it, so a sender
-// waiting for room holds nothing of the queue's.
+// halves what is allowed until calls succeed again. While the circuit is
+// closed, a sender holds a slot from before it takes a message until it is
+// done with it, so a sender waiting for room holds nothing of the queue's;
+// while it is not, the message held for the probe waits without a slot,
+// and its sender takes one for the probe's call (Senders.next, deliver).
 
 import (
 	"context"

@@ -370,17 +370,29 @@ func (h *probeHold) release() {
 	}
 }
 
-// next waits until this sender may take a message. It first takes a slot
-// of the concurrency limit, so that waiting for room holds nothing back
-// from the queue; then, while the circuit is closed, it takes a message,
-// and otherwise only once it also holds the probe slot. Every message out
-// of the queue is so held by a sender with a slot, probe included: the
-// senders that wait for a slot never race the one whose message the
-// opening circuit caught for the probe. next reports false when the queue
-// is drained or ctx is done.
+// next waits until this sender may take a message. While the circuit is
+// closed, it first takes a slot of the concurrency limit, so that waiting
+// for room holds nothing back from the queue, then a message. While it is
+// not, it takes a message only once it holds the probe slot, and no slot
+// of the limit: holding the message for the probe needs none, only the
+// probe's call does (deliver waits for one then). A sender that waited for
+// a slot while the circuit is open, behind calls that hang, would leave
+// the next probe's message in the queue, never seen to be kept back by
+// the open circuit. next reports false when the queue is drained or ctx
+// is done.
 func (p *Senders) next(ctx context.Context, probe *probeHold) (d *Delivery, s slot, ok bool) {
 	for {
 		state, changed := p.breaker.State()
+		if state != CircuitClosed {
+			d, err := p.takeForProbe(ctx, probe, changed)
+			if err == nil {
+				return d, slot{}, true
+			}
+			if !errors.Is(err, errInterrupted) {
+				return nil, slot{}, false
+			}
+			continue
+		}
 		s, lowered, err := p.limiter.acquire(ctx, changed, p.queue.Drained())
 		if errors.Is(err, errInterrupted) {
 			continue
@@ -388,31 +400,35 @@ func (p *Senders) next(ctx context.Context, probe *probeHold) (d *Delivery, s sl
 		if err != nil {
 			return nil, slot{}, false
 		}
-		if state == CircuitClosed {
-			if d, err = p.queue.Take(ctx, changed, lowered); err == nil {
-				return d, s, true
-			}
-		} else {
-			select {
-			case probe.claim() <- struct{}{}:
-				probe.held = true
-				if d, err = p.queue.Take(ctx, changed, lowered); err == nil {
-					return d, s, true
-				}
-				probe.release()
-			case <-changed:
-				err = errInterrupted
-			case <-p.queue.Drained():
-				err = errQueueDrained
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
+		if d, err = p.queue.Take(ctx, changed, lowered); err == nil {
+			return d, s, true
 		}
 		p.limiter.release(&s)
 		if !errors.Is(err, errInterrupted) {
 			return nil, slot{}, false
 		}
 	}
+}
+
+// takeForProbe waits for the probe slot, then takes a message to hold for
+// the probe. It fails with errInterrupted when the circuit changes
+// (changed), errQueueDrained, or the context's error, holding nothing.
+func (p *Senders) takeForProbe(ctx context.Context, probe *probeHold, changed <-chan struct{}) (*Delivery, error) {
+	select {
+	case probe.claim() <- struct{}{}:
+		probe.held = true
+	case <-changed:
+		return nil, errInterrupted
+	case <-p.queue.Drained():
+		return nil, errQueueDrained
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	d, err := p.queue.Take(ctx, changed, nil)
+	if err != nil {
+		probe.release()
+	}
+	return d, err
 }
 
 // deliver tries d until it reaches a final status, goes back to the queue
@@ -423,8 +439,17 @@ func (p *Senders) deliver(ctx context.Context, d *Delivery, probe *probeHold, s 
 	p.store.Move(d.ID(), StatusSending, int(d.Attempts), nil)
 	wasOpen := false
 	for {
-		if !p.awaitTurn(ctx, d, probe, wasOpen) {
+		if !p.awaitTurn(ctx, d, probe, s, wasOpen) {
 			return
+		}
+		if !s.held {
+			// The call needs a slot of the limit, which a message held
+			// while the circuit was open does not have.
+			ns, _, err := p.limiter.acquire(ctx, nil, nil)
+			if err != nil {
+				return // shutdown: d stays sending, to be spooled or listed as undelivered
+			}
+			*s = ns
 		}
 		outcome, lastErr, retryIn := p.attempt(ctx, d, s)
 		if outcome == "" {
@@ -492,13 +517,16 @@ func (p *Senders) retryLater(ctx context.Context, d *Delivery, lastErr *AttemptE
 // the queue or, if it cannot, keeps it until the circuit changes or the
 // slot is free (putBackOrKeep); while a call is the half-open probe, even
 // the holder keeps d (keepUntilChange). Each of these is the open circuit
-// keeping d from messageapp, and is logged as breaker_open.
-func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, probe *probeHold, wasOpen bool) bool {
+// keeping d from messageapp, and is logged as breaker_open. Waiting
+// needs no call slot: the sender gives back s's slot while the circuit is
+// not closed, and its caller takes one again for the call.
+func (p *Senders) awaitTurn(ctx context.Context, d *Delivery, probe *probeHold, s *slot, wasOpen bool) bool {
 	for {
 		state, changed := p.breaker.State()
 		if state == CircuitClosed {
 			return true
 		}
+		p.limiter.release(s)
 		holder := probe.tryClaim()
 		left := p.breaker.OpenLeft()
 		var next turn
