@@ -1,6 +1,6 @@
 package main
 
-// auth.go says who a request comes from (SPEC §10): the bearer tokens of
+// auth.go says who a request comes from (docs/security.md): the bearer tokens of
 // API_TOKENS, each one a client, and which listener a request came in on
 // when ADMIN_ADDR splits them.
 

@@ -1,7 +1,7 @@
 package main
 
 // backoff.go says how long a message waits between two of its attempts
-// (SPEC §5): never at once, longer after each failure, never less than
+// (docs/behaviour.md): never at once, longer after each failure, never less than
 // messageapp asked.
 
 import (

@@ -1,6 +1,6 @@
 package main
 
-// Memory and connections bounded in bytes and numbers (SPEC §10): each
+// Memory and connections bounded in bytes and numbers (docs/security.md): each
 // test asserts a ceiling, never a time.
 
 import (

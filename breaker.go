@@ -1,7 +1,7 @@
 package main
 
 // breaker.go wraps github.com/rubyist/circuitbreaker v2.2.1 so that it
-// behaves as SPEC §5 says, working around the library's traps:
+// behaves as docs/behaviour.md says, working around the library's traps:
 //   - the trip rule is ours and compares with >=, so concurrent failures
 //     cannot skip past the threshold;
 //   - Ready() claims the half-open probe, so it is called exactly once per

@@ -1,7 +1,7 @@
 package main
 
 // connections.go caps the HTTP connections courier keeps open
-// (MAX_CONNECTIONS, SPEC §10), through the servers' ConnState hook.
+// (MAX_CONNECTIONS, docs/security.md), through the servers' ConnState hook.
 
 import (
 	"net"

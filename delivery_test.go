@@ -1,7 +1,7 @@
 package main
 
 // delivery_test.go holds courier to what follows from each answer of
-// messageapp (SPEC §5): which are retried, when, and which are final.
+// messageapp (docs/behaviour.md): which are retried, when, and which are final.
 
 import (
 	"bytes"

@@ -1,6 +1,6 @@
 package main
 
-// handlers.go is courier's HTTP API (SPEC §3) on httprouter: routes, the
+// handlers.go is courier's HTTP API (docs/api.md) on httprouter: routes, the
 // JSON and problem+json writers, and one handler maker per endpoint. It
 // knows the queue, the breaker's state and the store, never messageapp.
 

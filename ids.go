@@ -1,6 +1,6 @@
 package main
 
-// ids.go mints message ids (SPEC §10): unguessable, and telling which run
+// ids.go mints message ids (docs/security.md): unguessable, and telling which run
 // of courier minted them.
 //
 // An id is REPLICA and a dash, when REPLICA is set (haproxy.cfg reads the

@@ -1,8 +1,8 @@
 package main
 
-// limiter.go decides how many calls to messageapp may be in flight (SPEC
-// §12): an adaptive limit between 1 and SENDERS. failsafe-go's
-// adaptivelimiter moves it with the latency of the calls; a failed call
+// limiter.go decides how many calls to messageapp may be in flight
+// (docs/behaviour.md): an adaptive limit between 1 and SENDERS.
+// failsafe-go's adaptivelimiter moves it with the latency of the calls; a failed call
 // halves what is allowed until calls succeed again. While the circuit is
 // closed, a sender holds a slot from before it takes a message until it is
 // done with it, so a sender waiting for room holds nothing of the queue's;

@@ -237,7 +237,7 @@ func TestASuddenHangCostsTheLimitNotEverySender(t *testing.T) {
 		t.Errorf("calls into the hang: got %d, %d of them timeout; want at most BREAKER_THRESHOLD + 3 = 8, all timeout", calls, st.Messages.Timeout)
 	}
 	if out := 20 - st.Messages.Timeout - int64(st.Queue.Depth); out > 1 {
-		t.Errorf("queue depth %d after %d timeouts: %d messages out of the queue; want the rest in the queue, at most one out (SPEC §5)", st.Queue.Depth, st.Messages.Timeout, out)
+		t.Errorf("queue depth %d after %d timeouts: %d messages out of the queue; want the rest in the queue, at most one out (docs/behaviour.md)", st.Queue.Depth, st.Messages.Timeout, out)
 	}
 	if !st.Messages.Balanced() {
 		t.Errorf("accounting: %+v does not balance", st.Messages)

@@ -1,6 +1,6 @@
 // Command courier takes messages over HTTP, keeps them in a bounded queue
 // and delivers them to messageapp through a circuit breaker, telling clients
-// to back off when the queue is full. See README.md and SPEC.md.
+// to back off when the queue is full. See README.md and docs/.
 package main
 
 // main.go wires courier together: main, run, the logger, the HTTP server

@@ -1,6 +1,6 @@
 package main
 
-// outcome.go names how an attempt to deliver a message can end (SPEC §5)
+// outcome.go names how an attempt to deliver a message can end (docs/behaviour.md)
 // and, next to each outcome, everything that follows from it. Metrics, the
 // dashboard, the log and the sender loop all read this one table.
 
@@ -17,7 +17,7 @@ import (
 // Outcome is how one attempt to deliver a message ended.
 type Outcome string
 
-// The attempt outcomes of SPEC §5; what follows from each is in outcomes.
+// The attempt outcomes of docs/behaviour.md; what follows from each is in outcomes.
 const (
 	OutcomeSent            Outcome = "sent"
 	OutcomeMessageappError Outcome = "messageapp_error"

@@ -1,6 +1,6 @@
 package main
 
-// overload.go is the simulator's overload profile (SPEC §11): messageapp as
+// overload.go is the simulator's overload profile (docs/messageapp.md): messageapp as
 // a fixed number of workers in front of a backlog. A call is worked on for
 // about the base latency once a worker is free; until then it waits, so
 // latency grows with the load. Work goes on after the client hangs up, as

@@ -173,7 +173,7 @@ func TestSimulatorServerHasEveryTimeout(t *testing.T) {
 }
 
 // TestComposePublishesOnLoopbackChecksHealthAndLimitsMemory holds
-// docker-compose.yml to SPEC §10: ports on 127.0.0.1, a health check on
+// docker-compose.yml to docs/security.md: ports on 127.0.0.1, a health check on
 // every service and dependencies that wait for it, and every courier with
 // a memory limit, a GOMEMLIMIT below it, and a start-up memory_budget
 // worst case below that.

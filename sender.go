@@ -242,7 +242,7 @@ func retryAfter(value string, now time.Time) time.Duration {
 }
 
 // withoutURL is what went wrong in a call, without the URL that net/http
-// puts in front (its user, password and query may be secrets; SPEC §10):
+// puts in front (its user, password and query may be secrets; docs/security.md):
 // "dial tcp 10.0.0.7:3000: connect: connection refused".
 func withoutURL(err error) string {
 	var ue *url.Error

@@ -1,6 +1,6 @@
 package main
 
-// simulator.go is a stand-in for messageapp (SPEC §7) with a switchable
+// simulator.go is a stand-in for messageapp (docs/messageapp.md) with a switchable
 // degradation profile, so the whole story can be seen with nothing but Go:
 // `courier messageapp` runs it alone, and `courier` starts one in-process
 // when MESSAGEAPP_URL is unset.

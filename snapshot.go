@@ -19,7 +19,7 @@ type circuitStatus struct {
 	ConsecutiveFailures int64        `json:"consecutive_failures"`
 }
 
-// concurrencyStatus is the concurrency limit part of /status (SPEC §12).
+// concurrencyStatus is the concurrency limit part of /status (docs/behaviour.md).
 type concurrencyStatus struct {
 	Mode       string  `json:"mode"`        // "adaptive" or "fixed" (CONCURRENCY_LIMIT)
 	Limit      int     `json:"limit"`       // calls to messageapp allowed in flight now, 1..ceiling

@@ -1,6 +1,6 @@
 package main
 
-// spool.go keeps undelivered messages across a restart (SPEC §9): at
+// spool.go keeps undelivered messages across a restart (docs/behaviour.md, Restarts): at
 // shutdown, what is still queued or waiting after the drain is written
 // whole to a file in SPOOL_DIR; the next start reads it back before it
 // accepts anything. It knows files and their format, nothing of HTTP or

@@ -1,6 +1,6 @@
 package main
 
-// status.go names where a message can be in its life (SPEC §4) and, next
+// status.go names where a message can be in its life (docs/behaviour.md) and, next
 // to each status, everything that follows from it: whether it is final,
 // whether messageapp's delivery is known, its counter and its words. The
 // store, /status, the metrics, the dashboard, the demo and the shutdown
