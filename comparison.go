@@ -225,11 +225,7 @@ func runComparison(ctx context.Context, p withoutPattern, limit string, sc compa
 // demoComparisonConfig is courier at its documented defaults, as `go run .`
 // starts it, but for CONCURRENCY_LIMIT set to limit.
 func demoComparisonConfig(limit string) config {
-	cfg, err := loadConfig(func(k string) string { return map[string]string{"CONCURRENCY_LIMIT": limit}[k] })
-	if err != nil {
-		panic("courier's defaults do not load: " + err.Error())
-	}
-	return cfg
+	return presetConfig(map[string]string{"CONCURRENCY_LIMIT": limit})
 }
 
 // compareOnce runs the scenario once against courier configured as cfg.

@@ -22,26 +22,22 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// demoConfig is the service the demo runs: small limits, so every phase
-// happens within seconds. The phase limits below are derived from these.
+// demoSettings are the variables the demo's courier sets: small limits,
+// so every phase happens within seconds. Every other variable is at its
+// default, as `courier serve` would have it.
+var demoSettings = map[string]string{
+	"MESSAGEAPP_TIMEOUT":  "300ms",
+	"SENDERS":             "4",
+	"MAX_ATTEMPTS":        "2",
+	"BREAKER_BACKOFF_MAX": "2s",
+	"SHUTDOWN_TIMEOUT":    "5s",
+}
+
+// demoConfig is the service the demo runs: demoSettings over courier's
+// defaults, parsed and validated as `courier serve` does. The phase limits
+// below are derived from it.
 func demoConfig() config {
-	return config{
-		MessageappTimeout: 300 * time.Millisecond,
-		QueueMaxSize:      10,
-		QueueRecovery:     5,
-		Senders:           4,
-		ConcurrencyLimit:  "adaptive",
-		MaxAttempts:       2,
-		BreakerThreshold:  5,
-		BackoffInitial:    500 * time.Millisecond,
-		BackoffMax:        2 * time.Second,
-		MessagesRetained:  10_000,
-		RetainedBytes:     32 << 20,
-		MaxConnections:    1024,
-		ShutdownTimeout:   5 * time.Second,
-		LogLevel:          "info",
-		LogFormat:         "json",
-	}
+	return presetConfig(demoSettings)
 }
 
 // demoRate is the load the demo's client sends, per second.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +77,35 @@ func TestDemoWithoutRefusesAnUnknownPattern(t *testing.T) {
 	if code := runDemo(context.Background(), []string{"-without", "retries"}, &out, &errOut); code != exitUsage ||
 		!strings.Contains(errOut.String(), "breaker, timeout, backpressure") {
 		t.Errorf("got exit %d and %q, want 2 naming the patterns", code, errOut.String())
+	}
+}
+
+// The demo's courier is `courier serve` with a few variables set: every
+// other setting, a new variable's included, is that variable's default,
+// without the demo naming it.
+func TestTheDemosCourierHasEveryDefaultItDoesNotSet(t *testing.T) {
+	defaults, err := loadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := demoConfig()
+	typ := reflect.TypeFor[config]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" {
+			continue
+		}
+		want := reflect.ValueOf(defaults).Field(i).Interface()
+		if v, set := demoSettings[name]; set {
+			one, err := loadConfig(func(n string) string { return map[string]string{name: v}[n] })
+			if err != nil {
+				t.Fatalf("the demo's %s=%q does not validate: %v", name, v, err)
+			}
+			want = reflect.ValueOf(one).Field(i).Interface()
+		}
+		if g := reflect.ValueOf(got).Field(i).Interface(); g != want {
+			t.Errorf("the demo's %s is %v, want %v", name, g, want)
+		}
 	}
 }
