@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -392,24 +393,24 @@ func messageappFlags(fs *flag.FlagSet, getenv func(string) string) (*simConfig, 
 		}
 	}
 	duration := func(p *time.Duration, flagName, env, usage string) {
-		fromEnv(env, "a Go duration, e.g. 5s", func(v string) (err error) { *p, err = time.ParseDuration(v); return err })
+		fromEnv(env, messageappAllowed[env], func(v string) (err error) { *p, err = time.ParseDuration(v); return err })
 		fs.DurationVar(p, flagName, *p, usage+" (env "+env+")")
 	}
 	integer := func(p *int, flagName, env, usage string) {
-		fromEnv(env, "a whole number", func(v string) (err error) { *p, err = strconv.Atoi(v); return err })
+		fromEnv(env, messageappAllowed[env], func(v string) (err error) { *p, err = strconv.Atoi(v); return err })
 		fs.IntVar(p, flagName, *p, usage+" (env "+env+")")
 	}
 	port := 3000
 	integer(&port, "port", "PORT", "TCP port")
 	profile := string(cfg.Profile)
-	fromEnv("MESSAGEAPP_PROFILE", "one of "+profileNames(", "), func(v string) error { _, err := parseProfile(v); profile = v; return err })
+	fromEnv("MESSAGEAPP_PROFILE", messageappAllowed["MESSAGEAPP_PROFILE"], func(v string) error { _, err := parseProfile(v); profile = v; return err })
 	fs.Func("profile", "one of "+profileNames(", ")+" (env MESSAGEAPP_PROFILE; default "+profile+")", func(v string) error {
 		p, err := parseProfile(v)
 		cfg.Profile = p
 		return err
 	})
 	cfg.Profile = Profile(profile)
-	fromEnv("MESSAGEAPP_SEED", "a whole number from 0", func(v string) (err error) { cfg.Seed, err = strconv.ParseUint(v, 10, 64); return err })
+	fromEnv("MESSAGEAPP_SEED", messageappAllowed["MESSAGEAPP_SEED"], func(v string) (err error) { cfg.Seed, err = strconv.ParseUint(v, 10, 64); return err })
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed of every draw, episodes included, for repeatable runs; unset, the clock (env MESSAGEAPP_SEED)")
 	o := &cfg.Overload
 	integer(&o.Capacity, "capacity", "MESSAGEAPP_CAPACITY", "overload: workers, the calls worked on at once")
@@ -424,6 +425,73 @@ func messageappFlags(fs *flag.FlagSet, getenv func(string) string) (*simConfig, 
 	duration(&cfg.FlapHealthy, "flap-healthy", "MESSAGEAPP_FLAP_HEALTHY", "flap: time healthy in each cycle")
 	duration(&cfg.FlapDegraded, "flap-degraded", "MESSAGEAPP_FLAP_DEGRADED", "flap: time degraded in each cycle")
 	return &cfg, &port, errs
+}
+
+// messageappAllowed is what each of `courier messageapp`'s variables takes,
+// the sentence a user sees when its value is refused, as courier's
+// `allowed` tags are for `courier serve`.
+var messageappAllowed = map[string]string{
+	"PORT":                        "a TCP port, 0..65535",
+	"MESSAGEAPP_PROFILE":          "one of " + profileNames(", "),
+	"MESSAGEAPP_SEED":             "a whole number from 0 to 18446744073709551615",
+	"MESSAGEAPP_CAPACITY":         "a whole number from 1",
+	"MESSAGEAPP_LATENCY":          "a Go duration above 0, e.g. 100ms",
+	"MESSAGEAPP_EPISODE_CAPACITY": "a whole number from 0 to MESSAGEAPP_CAPACITY",
+	"MESSAGEAPP_EPISODE_MIN":      "a Go duration from 0s to MESSAGEAPP_EPISODE_MAX, e.g. 3s",
+	"MESSAGEAPP_EPISODE_MAX":      "a Go duration from 0s (no episodes), e.g. 8s",
+	"MESSAGEAPP_CALM_MIN":         "a Go duration above 0, e.g. 15s",
+	"MESSAGEAPP_CALM_MAX":         "a Go duration from MESSAGEAPP_CALM_MIN, e.g. 30s",
+	"MESSAGEAPP_GIVE_UP":          "a Go duration above 0, e.g. 14s",
+	"MESSAGEAPP_KEEP_ALIVE":       "a Go duration above 0, e.g. 5s",
+	"MESSAGEAPP_FLAP_HEALTHY":     "a Go duration from 0s, e.g. 20s",
+	"MESSAGEAPP_FLAP_DEGRADED":    "a Go duration from 0s, e.g. 10s",
+}
+
+// messageappEnvProblems checks the values the flags left to the
+// environment, as courier's validate does its variables: one problem per
+// variable that was set and does not fit, naming it, its value as written
+// and what would do. A value given as a flag is the flag checks' business.
+func messageappEnvProblems(fs *flag.FlagSet, cfg simConfig, port int, getenv func(string) string) configErrors {
+	flagged := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { flagged[f.Name] = true })
+	o := cfg.Overload
+	episodes := o.EpisodeMax > 0
+	rules := []struct {
+		flag, env string
+		ok        bool
+		relative  string // the other variable a bound comes from, and its value
+	}{
+		{"port", "PORT", port >= 0 && port <= 65535, ""},
+		{"capacity", "MESSAGEAPP_CAPACITY", o.Capacity >= 1, ""},
+		{"latency", "MESSAGEAPP_LATENCY", o.Latency > 0, ""},
+		{"episode-capacity", "MESSAGEAPP_EPISODE_CAPACITY", o.EpisodeCapacity >= 0 && o.EpisodeCapacity <= o.Capacity,
+			fmt.Sprintf("MESSAGEAPP_CAPACITY is %d", o.Capacity)},
+		{"episode-max", "MESSAGEAPP_EPISODE_MAX", o.EpisodeMax >= 0, ""},
+		{"episode-min", "MESSAGEAPP_EPISODE_MIN", !episodes || o.EpisodeMin >= 0 && o.EpisodeMin <= o.EpisodeMax,
+			fmt.Sprintf("MESSAGEAPP_EPISODE_MAX is %s", o.EpisodeMax)},
+		{"calm-min", "MESSAGEAPP_CALM_MIN", !episodes || o.CalmMin > 0, ""},
+		{"calm-max", "MESSAGEAPP_CALM_MAX", !episodes || o.CalmMax >= o.CalmMin, fmt.Sprintf("MESSAGEAPP_CALM_MIN is %s", o.CalmMin)},
+		{"give-up", "MESSAGEAPP_GIVE_UP", o.GiveUp > 0, ""},
+		{"keep-alive", "MESSAGEAPP_KEEP_ALIVE", cfg.KeepAlive > 0, ""},
+		{"flap-healthy", "MESSAGEAPP_FLAP_HEALTHY", cfg.FlapHealthy >= 0, ""},
+		{"flap-degraded", "MESSAGEAPP_FLAP_DEGRADED", cfg.FlapDegraded >= 0, ""},
+	}
+	var errs configErrors
+	for _, r := range rules {
+		v := getenv(r.env)
+		if r.ok || flagged[r.flag] || v == "" {
+			continue
+		}
+		if r.relative != "" && slices.ContainsFunc(errs, func(e *configError) bool { return e.Var == strings.Fields(r.relative)[0] }) {
+			continue // the bound's own variable is the problem to fix
+		}
+		allowed := messageappAllowed[r.env]
+		if r.relative != "" {
+			allowed += " (" + r.relative + ")"
+		}
+		errs = append(errs, &configError{Var: r.env, Value: v, Allowed: allowed})
+	}
+	return errs
 }
 
 // runMessageapp is `courier messageapp`: the simulator on its own.
@@ -442,6 +510,12 @@ func runMessageapp(ctx context.Context, args []string, getenv func(string) strin
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return exitOK // -h: the flags were printed
 	} else if err != nil {
+		return exitUsage
+	}
+	if errs := messageappEnvProblems(fs, *cfg, *port, getenv); len(errs) > 0 {
+		for _, err := range errs {
+			fmt.Fprintf(stderr, "courier messageapp: %v\n", err)
+		}
 		return exitUsage
 	}
 	if err := cfg.Overload.check(); err != nil {

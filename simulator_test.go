@@ -232,3 +232,39 @@ func TestCourierWithoutMessageappURLStartsTheSimulator(t *testing.T) {
 	id := s.post("d", "b").body["id"].(string)
 	s.waitStatus(id, StatusSent)
 }
+
+// A bad variable reads the same whichever command reads it: exit 2 and one
+// line naming the variable, its value as written and what would do.
+func TestABadMessageappVariableIsRefusedLikeABadCourierVariable(t *testing.T) {
+	tests := []struct {
+		command  []string
+		env      map[string]string
+		variable string
+		allowed  string
+	}{
+		{[]string{"courier"}, map[string]string{"QUEUE_MAX_SIZE": "0"}, `QUEUE_MAX_SIZE="0"`, "a whole number from 1 to 1000000"},
+		{[]string{"courier"}, map[string]string{"PORT": "70000"}, `PORT="70000"`, "a TCP port, 0..65535"},
+		{[]string{"courier", "messageapp"}, map[string]string{"PORT": "70000"}, `PORT="70000"`, "a TCP port, 0..65535"},
+		{[]string{"courier", "messageapp"}, map[string]string{"MESSAGEAPP_PROFILE": "sideways"}, `MESSAGEAPP_PROFILE="sideways"`, "one of overload, healthy"},
+		{[]string{"courier", "messageapp"}, map[string]string{"MESSAGEAPP_CAPACITY": "0"}, `MESSAGEAPP_CAPACITY="0"`, "a whole number from 1"},
+		{[]string{"courier", "messageapp"}, map[string]string{"MESSAGEAPP_CAPACITY": "many"}, `MESSAGEAPP_CAPACITY="many"`, "a whole number from 1"},
+		{[]string{"courier", "messageapp"}, map[string]string{"MESSAGEAPP_LATENCY": "0"}, `MESSAGEAPP_LATENCY="0"`, "a Go duration above 0"},
+		{[]string{"courier", "messageapp"}, map[string]string{"MESSAGEAPP_EPISODE_CAPACITY": "9"}, `MESSAGEAPP_EPISODE_CAPACITY="9"`,
+			"a whole number from 0 to MESSAGEAPP_CAPACITY (MESSAGEAPP_CAPACITY is 8)"},
+		{[]string{"courier", "messageapp"}, map[string]string{"MESSAGEAPP_CALM_MAX": "1s"}, `MESSAGEAPP_CALM_MAX="1s"`,
+			"a Go duration from MESSAGEAPP_CALM_MIN, e.g. 30s (MESSAGEAPP_CALM_MIN is 15s)"},
+		{[]string{"courier", "messageapp"}, map[string]string{"MESSAGEAPP_KEEP_ALIVE": "-1s"}, `MESSAGEAPP_KEEP_ALIVE="-1s"`, "a Go duration above 0"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.command, " ")+" "+tt.variable, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var out, errOut logBuffer
+			code := run(ctx, tt.command, func(k string) string { return tt.env[k] }, &out, &errOut)
+			want := strings.Join(tt.command, " ") + ": invalid configuration: " + tt.variable + ": must be " + tt.allowed
+			if code != exitUsage || !strings.HasPrefix(errOut.String(), want) || strings.Count(errOut.String(), "\n") != 1 {
+				t.Errorf("got exit %d and %q, want %d and one line starting %q", code, errOut.String(), exitUsage, want)
+			}
+		})
+	}
+}
