@@ -37,7 +37,14 @@ func main() {
 // stopSignals returns a context cancelled by the first SIGINT or SIGTERM,
 // which starts the drain, and carrying a channel closed by the second: an
 // operator who presses Ctrl-C again does not want to wait for the drain.
+//
+// It also ignores SIGPIPE: when courier's log goes into a pipe whose reader
+// has gone (`go run . | tee courier.log` and a Ctrl-C, which stops tee as
+// well), Go would otherwise kill the process at its next log line, in the
+// middle of the drain, before the spool is written. Ignored, the write fails
+// with EPIPE and the shutdown goes on (os/signal: "SIGPIPE").
 func stopSignals() context.Context {
+	signal.Ignore(syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -250,3 +250,43 @@ func TestConsoleLogToAFileHasNoColourCodes(t *testing.T) {
 		t.Errorf("console line: got %q, want plain text", got)
 	}
 }
+
+// TestAStopGoesOnWhenTheLogsReaderIsGone: Ctrl-C on `go run . | tee
+// courier.log` stops tee too. courier must still drain and exit 0, not die
+// of SIGPIPE at its next log line.
+func TestAStopGoesOnWhenTheLogsReaderIsGone(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "COURIER_TEST_MAIN=1", "PORT=0",
+		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	cmd.Stdout = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	listening := false
+	for sc := bufio.NewScanner(r); !listening && sc.Scan(); {
+		listening = strings.Contains(sc.Text(), `"event":"listening"`)
+	}
+	if !listening {
+		t.Fatal("courier's log ended before its listening line")
+	}
+	r.Close() // tee is gone
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("courier after SIGINT with its log's reader gone: got %v, want exit status 0", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("courier did not exit within 15s of SIGINT")
+	}
+}
