@@ -77,7 +77,11 @@ func (s *service) routes() http.Handler {
 	get("/openapi.yaml", s.forOperators(plain(handleOpenAPI)))
 
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		s.writeProblem(w, CodeNotFound, fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path), nil)
+		detail := fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path)
+		if req.URL.Path == "/message" {
+			detail += "; messages are sent to POST /messages"
+		}
+		s.writeProblem(w, CodeNotFound, detail, nil)
 	})
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeProblem(w, CodeMethodNotAllowed,

@@ -262,6 +262,16 @@ func TestAPathWithATrailingSlashIsANotFoundProblemNotARedirect(t *testing.T) {
 	}
 }
 
+func TestAPostToMessageSingularPointsAtMessages(t *testing.T) {
+	app := newFakeMessageapp(t, modeOK)
+	s := startService(t, baseEnv(app.URL()))
+	r := s.do(http.MethodPost, "/message", "application/json", `{"destination":"d","body":"b"}`)
+	checkProblem(t, r, 404, "not_found")
+	if detail, _ := r.body["detail"].(string); !strings.Contains(detail, "POST /messages") {
+		t.Errorf("detail: got %q, want it to point at POST /messages", detail)
+	}
+}
+
 func TestHeadIsAnsweredLikeGetWithoutABody(t *testing.T) {
 	app := newFakeMessageapp(t, modeOK)
 	s := startService(t, baseEnv(app.URL()))

@@ -137,6 +137,25 @@ func newLoadClient(opt loadOptions) (*loadClient, error) {
 		window: newLoadStats(), total: newLoadStats()}, nil
 }
 
+// reachable asks courier's /healthz once, within 2s, so that a -url where
+// nothing listens is said at once rather than after -duration of silence.
+// Only a request that gets no answer at all is an error: what courier (or
+// a balancer in front of it) answers is run's to count.
+func (c *loadClient) reachable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.opt.URL+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return errors.Unwrap(err) // the url.Error's cause: the URL is said once, by the caller
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	return resp.Body.Close()
+}
+
 // run sends load until the duration, the request cap or ctx ends it, and
 // returns the totals. Requests still in flight when the duration ends are
 // waited for, so every request courier received is counted; ctx ending
@@ -535,6 +554,10 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "courier load: %v\n", err)
 		return exitUsage
+	}
+	if err := client.reachable(ctx); err != nil {
+		fmt.Fprintf(stderr, "courier load: nothing answers at %s (%v); is courier running at %s? (go run . starts it)\n", client.opt.URL, err, client.opt.URL)
+		return exitFailed
 	}
 	total := client.run(ctx)
 	printLoadSummary(stdout, opt, total)

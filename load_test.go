@@ -196,9 +196,13 @@ func TestLoadAgainstNothingFails(t *testing.T) {
 	url := fc.URL
 	fc.Close()
 	var out, errOut bytes.Buffer
-	code := runLoad(context.Background(), []string{"-url", url, "-rate", "50", "-duration", "300ms"}, &out, &errOut)
+	code := runLoad(context.Background(), []string{"-url", url, "-rate", "50", "-duration", "2s"}, &out, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "is courier running") {
 		t.Errorf("got exit %d and %q, want 1 asking whether courier runs", code, errOut.String())
+	}
+	// Said before sending, not after -duration of rows of question marks.
+	if !strings.Contains(errOut.String(), "nothing answers at "+url) || out.Len() != 0 {
+		t.Errorf("got stdout %q and stderr %q; want nothing sent and nothing answers at %s", out.String(), errOut.String(), url)
 	}
 }
 

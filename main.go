@@ -348,8 +348,9 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	}
 	logMemoryBudget(log, cfg, readMemoryLimits(os.ReadFile))
 	_, port, _ := net.SplitHostPort(dashboardAddr.String())
+	dashboard := "http://localhost:" + port + "/"
 	ev := log.Info().Str("event", "listening").Str("addr", ln.Addr().String()).
-		Str("dashboard", "http://localhost:"+port+"/").
+		Str("dashboard", dashboard).
 		Str("messageapp_url", redactURL(cfg.MessageappURL)).Int("queue_max_size", cfg.QueueMaxSize).
 		Int("queue_recovery_threshold", cfg.QueueRecovery).Int("senders", cfg.Senders).Str("concurrency_limit", cfg.ConcurrencyLimit)
 	if cfg.Replica != "" {
@@ -358,7 +359,7 @@ func start(ctx context.Context, cfg config, ln net.Listener, log zerolog.Logger)
 	if cfg.adminListener != nil {
 		ev = ev.Str("admin_addr", cfg.adminListener.Addr().String())
 	}
-	ev.Bool("tokens", cfg.clients != nil).Msg("courier is listening; the live dashboard is at the dashboard URL")
+	ev.Bool("tokens", cfg.clients != nil).Msg("courier is listening; the live dashboard is at " + dashboard)
 	warnIfOpen(log, cfg, ln.Addr())
 	// Served once the start-up lines are written: whoever gets an answer
 	// (a test polling /healthz, an operator reading the log) finds them.
