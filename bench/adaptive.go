@@ -8,8 +8,7 @@ package main
 // messageapp.
 
 import (
-	"bytes"
-	"io"
+	"context"
 	"net/http"
 	"slices"
 	"sync"
@@ -176,15 +175,11 @@ func pacedLoad(url string, rate int) *paced {
 			case <-tick.C:
 			}
 			posts.Go(func() {
-				req, _ := http.NewRequest(http.MethodPost, url+"/messages", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
+				status, err := postMessage(context.Background(), client, url)
 				if err != nil {
 					return
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				switch resp.StatusCode {
+				switch status {
 				case http.StatusAccepted:
 					p.accepted.Add(1)
 				case http.StatusServiceUnavailable:

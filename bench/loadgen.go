@@ -51,20 +51,16 @@ func load(url string, c int, d time.Duration) loadResult {
 			codes := map[int]int{}
 			errs := 0
 			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/messages", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
 				t0 := time.Now()
-				resp, err := client.Do(req)
+				status, err := postMessage(ctx, client, url)
 				if err != nil {
 					if ctx.Err() == nil {
 						errs++
 					}
 					continue
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
 				lat = append(lat, time.Since(t0))
-				codes[resp.StatusCode]++
+				codes[status]++
 			}
 			mu.Lock()
 			res.lat = append(res.lat, lat...)
@@ -93,21 +89,34 @@ func loadN(url string, c int, n int64) {
 	for range c {
 		wg.Go(func() {
 			for accepted.Load() < n {
-				req, _ := http.NewRequest(http.MethodPost, url+"/messages", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
+				status, err := postMessage(context.Background(), client, url)
 				if err != nil {
 					return
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusAccepted {
+				if status == http.StatusAccepted {
 					accepted.Add(1)
-				} else if resp.StatusCode == http.StatusServiceUnavailable {
+				} else if status == http.StatusServiceUnavailable {
 					time.Sleep(10 * time.Millisecond) // the queue is full: give it a moment, as a client would
 				}
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// postMessage POSTs the bench's message to courier (or a baseline) at url
+// and drains the answer, so the connection is reused. It returns the
+// answer's status, or the error of a request that got none.
+func postMessage(ctx context.Context, client *http.Client, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/messages", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Body.Close()
 }
